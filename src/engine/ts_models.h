@@ -14,6 +14,7 @@
 #ifndef TS_MODELS_H
 #define TS_MODELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ts_error.h"
@@ -34,6 +35,8 @@ typedef struct ts_clip_config {
     int max_positions; /* 77 */
     int act_gelu;      /* 1: gelu (OpenCLIP), 0: quick_gelu (OpenAI CLIP) */
     int bos_id, eos_id, pad_id;
+    /* Added after the first version: */
+    float layer_norm_eps; /* 1e-5 */
 } ts_clip_config;
 
 typedef struct ts_unet_config {
@@ -53,6 +56,9 @@ typedef struct ts_unet_config {
     int transformer_layers;    /* per attention, normally 1 */
     int flip_sin_to_cos;
     float freq_shift;
+    /* Added after the first version: */
+    int time_embed_dim;     /* 4 * block_out_channels[0] */
+    int downsample_padding; /* 1 */
 } ts_unet_config;
 
 typedef struct ts_vae_config {
@@ -63,6 +69,11 @@ typedef struct ts_vae_config {
     int norm_groups;
     int sample_size;
     float scaling_factor; /* 0.18215 for SD */
+    /* Added after the first version: */
+    float shift_factor;      /* 0 for SD; latents are (z - shift) * scale */
+    int use_quant_conv;      /* 1 for SD */
+    int use_post_quant_conv; /* 1 for SD */
+    int mid_attention;       /* 1 for SD: the mid block has self-attention */
 } ts_vae_config;
 
 /* --------------------------------------------------------- text encoder */
@@ -105,5 +116,17 @@ ts_status ts_vae_decode(ts_vae *vae, const float *latent, int h, int w, float *o
  * not yet multiplied by scaling_factor. */
 ts_status ts_vae_encode(ts_vae *vae, const float *image, int height, int width, float *mean,
                         float *logvar, ts_error *err);
+
+/* ------------------------------------------------------------ benchmarks */
+
+/* FLOPs (2 per multiply-add, conv and matmul only) spent by the last forward
+ * call of each network, for GFLOP/s = flops / seconds of that call. */
+uint64_t ts_clip_last_flops(const ts_clip *clip);
+uint64_t ts_unet_last_flops(const ts_unet *unet);
+uint64_t ts_vae_last_flops(const ts_vae *vae);
+
+/* Bytes of scratch memory each network holds between calls. */
+size_t ts_unet_scratch_bytes(const ts_unet *unet);
+size_t ts_vae_scratch_bytes(const ts_vae *vae);
 
 #endif
