@@ -1,10 +1,16 @@
 #!/usr/bin/python3
 """Quick self-test of the sdref reference models.
 
-Checks: parameter counts of the published SD 1.5 UNet (859,520,964) and VAE
-(83,653,863) and CLIP ViT-L text encoder (123,060,480), built on the meta
-device so nothing is allocated; forward shapes of tiny models; a diffusers
-folder save/load round trip in f32/f16/bf16; safetensors round trip.
+Checks: parameter counts of the published SD 1.5 UNet (859,520,964), SD 2.1
+UNet (865,910,724), VAE (83,653,863) and CLIP ViT-L text encoder
+(123,060,480), built on the meta device so nothing is allocated; forward
+shapes of tiny models; safetensors and diffusers-folder round trips in
+f32/f16/bf16; the single-file name mapping against every tensor of the
+published SD 1.5 / 2.1 layouts (from make_random_sd_ckpt.py, found at
+$TS_MAKE_RANDOM_CKPT or /work/shared/tools/, skipped when absent) and a
+single-file round trip; tokenizer basics; schedule values and samplers
+(an oracle model must lead Euler and DPM++ 2M to x0; DPM++ 2M in the
+x0 + sigma eps form must equal the VP-form update).
 
 usage: /usr/bin/python3 -m tools.sdref.selftest   (from the repository root)
 """
@@ -12,6 +18,7 @@ import os
 import sys
 import tempfile
 
+import numpy as np
 import torch
 
 if __package__ in (None, ""):
@@ -24,6 +31,11 @@ from tools.sdref.clip import CLIPTextModel  # noqa: E402
 from tools.sdref.unet import UNet2DConditionModel  # noqa: E402
 from tools.sdref.vae import AutoencoderKL  # noqa: E402
 from tools.sdref import diffusers_io  # noqa: E402
+from tools.sdref import ldm_names as N  # noqa: E402
+from tools.sdref import schedulers as S  # noqa: E402
+from tools.sdref.tokenizer import CLIPTokenizer, train_bpe  # noqa: E402
+
+MAKE_RANDOM = os.environ.get("TS_MAKE_RANDOM_CKPT", "/work/shared/tools/make_random_sd_ckpt.py")
 
 SD15_UNET = {
     "in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280],
@@ -118,7 +130,135 @@ def main():
                     ref = sa[k].to(diffusers_io.DTYPES[dt]).float()
                     same &= torch.equal(ref, sb[k])
             check(same, f"diffusers folder round trip ({dt})")
+    check_names()
+    check_single_file(te, unet, vae)
+    check_tokenizer()
+    check_schedulers()
     print("selftest passed")
+
+
+def check_names():
+    """Every tensor of the published SD 1.5 / 2.1 single-file layouts (as the
+    random-checkpoint writer lays them out) maps to exactly one parameter of
+    our models, with the same shape."""
+    if not os.path.exists(MAKE_RANDOM):
+        print(f"skip name check: {MAKE_RANDOM} not found")
+        return
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_random_sd_ckpt", MAKE_RANDOM)
+    mk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mk)
+    sd21_clip = dict(SD15_CLIP, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                     num_attention_heads=16, hidden_act="gelu")
+    for kind, ucfg, tcfg, fam in (("sd15", SD15_UNET, SD15_CLIP, "clip"),
+                                  ("sd21", SD21_UNET, sd21_clip, "openclip")):
+        theirs = {k: list(s) for k, (_, s) in mk.build(kind).items()}
+        with L.init_device("meta"):
+            u, v, t = UNet2DConditionModel(ucfg), AutoencoderKL(SD_VAE), CLIPTextModel(tcfg)
+            sched = {n: torch.empty(1000, device="meta") for n in N.SCHEDULE_BUFFERS}
+            tp = torch.empty(1024, 1024, device="meta") if fam == "openclip" else None
+            sd = N.to_single_file(t.state_dict(), u.state_dict(), v.state_dict(), ucfg, SD_VAE,
+                                  fam, tp, sched)
+        mine = {k: list(x.shape) for k, x in sd.items()}
+        check(mine == theirs, f"{kind}: all {len(theirs)} original tensor names and shapes map")
+
+
+def check_single_file(te, unet, vae):
+    tiny_oc = dict(TINY_CLIP, hidden_act="gelu")
+    te2 = CLIPTextModel(tiny_oc)
+    for fam, t in (("clip", te), ("openclip", te2)):
+        sd = N.to_single_file(t.state_dict(), unet.state_dict(), vae.state_dict(), TINY_UNET,
+                              TINY_VAE, fam, torch.randn(32, 32) if fam == "openclip" else None)
+        fam2, tsd, usd, vsd = N.from_single_file(sd, TINY_UNET, TINY_VAE)
+        ok = fam2 == fam
+        for a, b in ((t.state_dict(), tsd), (unet.state_dict(), usd), (vae.state_dict(), vsd)):
+            ok &= set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+        check(ok, f"single-file round trip ({fam})")
+    # penultimate-layer rule: a 2-layer OpenCLIP with drop_last_layers=1 equals clip skip 2
+    sd = N.to_single_file(te2.state_dict(), unet.state_dict(), vae.state_dict(), TINY_UNET,
+                          TINY_VAE, "openclip")
+    _, tsd, _, _ = N.from_single_file(sd, TINY_UNET, TINY_VAE, drop_last_layers=1)
+    short = CLIPTextModel(dict(tiny_oc, num_hidden_layers=1))
+    short.load_state_dict_checked(tsd)
+    ids = torch.tensor([[298, 3, 4, 299, 0, 0]])
+    with torch.no_grad():
+        a = short(ids)["last_hidden_state"]
+        b = te2(ids, clip_skip=2)["skipped"]
+    check(torch.allclose(a, b, atol=1e-6), "dropping the last OpenCLIP layer == clip skip 2")
+
+
+def check_tokenizer():
+    vocab, merges = train_bpe(["a photo of a cat", "a photograph of the cat"], 12)
+    tok = CLIPTokenizer(vocab, merges)
+    check(vocab["a</w>"] == 320 and vocab["<|endoftext|>"] == len(vocab) - 1,
+          "CLIP vocabulary layout (a</w> = 320, EOS last)")
+    ids = tok("A  photo, of a CAT!")
+    check(len(ids) == 77 and ids[0] == tok.bos_id and tok.eos_id in ids, "BOS/EOS/padding to 77")
+    check(tok.decode(tok.encode_raw("café 😀 x")).strip() == "café 😀 x", "byte-level round trip")
+    long_ids = tok("cat " * 200)
+    check(len(long_ids) == 77 and long_ids[-1] == tok.eos_id, "truncation keeps EOS last")
+
+
+def check_schedulers():
+    ac = S.alphas_cumprod()
+    sig = S.train_sigmas(ac)
+    check(abs(sig[-1] - 14.6146) < 1e-3 and abs(sig[0] - 0.0292) < 1e-3,
+          "SD sigma range 0.0292 .. 14.6146")
+    check(list(S.lcm_schedule(4)["timesteps"]) == [999, 759, 499, 259], "LCM 4-step timesteps")
+    check(list(S.ddim_schedule(4)["timesteps"]) == [751, 501, 251, 1], "DDIM 4-step leading")
+    check(list(S.spaced_timesteps(4, "trailing")) == [999, 749, 499, 249], "trailing spacing")
+    # An oracle model that knows x0 makes every deterministic sampler land on x0.
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(1, 4, 2, 2, generator=g, dtype=torch.float64)
+    noise = torch.randn(1, 4, 2, 2, generator=g, dtype=torch.float64)
+
+    def oracle_ve(x_in, t):  # eps for x_in = x / sqrt(s^2+1), s = sigma(t)
+        s = float(np.interp(t, np.arange(1000), sig)) if not float(t).is_integer() \
+            else float(sig[int(t)])
+        return (x_in * (s ** 2 + 1) ** 0.5 - x0) / s
+    for name, fn, sch in (("euler", S.sample_euler, S.euler_schedule(10)),
+                          ("dpm++2m karras", S.sample_dpmpp_2m,
+                           S.dpm_schedule(10, {"use_karras_sigmas": True}))):
+        if name.startswith("dpm"):
+            # karras timesteps are rounded: give the oracle the exact sigma instead
+            sigmas = sch["sigmas"]
+            it = iter(range(len(sigmas)))
+
+            def model(x_in, t, _it=it, _s=sigmas):
+                s = _s[next(_it)]
+                return (x_in * (s ** 2 + 1) ** 0.5 - x0) / s
+        else:
+            model = oracle_ve
+        out = fn(model, noise, sch)
+        check(torch.allclose(out, x0, atol=1e-9), f"{name} with an oracle model returns x0")
+    # DPM++ 2M in our VE form equals the VP-form update (written separately here).
+    sch = S.dpm_schedule(8)
+    calls = []
+
+    def lin_model(x_in, t):
+        calls.append(t)
+        return 0.3 * x_in + 0.01 * float(t) * noise
+    ve = S.sample_dpmpp_2m(lin_model, noise, sch)
+    xs, ms = noise.clone(), []
+    sg = sch["sigmas"]
+    for i, t in enumerate(sch["timesteps"]):
+        a_s, s_s = 1 / (sg[i] ** 2 + 1) ** 0.5, sg[i] / (sg[i] ** 2 + 1) ** 0.5
+        m = (xs - s_s * lin_model(xs, t)) / a_s
+        ms.append(m)
+        if sg[i + 1] == 0:
+            xs = m
+            break
+        a_t, s_t = 1 / (sg[i + 1] ** 2 + 1) ** 0.5, sg[i + 1] / (sg[i + 1] ** 2 + 1) ** 0.5
+        h = np.log(a_t / s_t) - np.log(a_s / s_s)
+        if i == 0:
+            xs = (s_t / s_s) * xs - a_t * (np.exp(-h) - 1) * m
+        else:
+            s1 = sg[i - 1]
+            a1, sg1 = 1 / (s1 ** 2 + 1) ** 0.5, s1 / (s1 ** 2 + 1) ** 0.5
+            r0 = (np.log(a_s / s_s) - np.log(a1 / sg1)) / h
+            D1 = (ms[-1] - ms[-2]) / r0
+            xs = (s_t / s_s) * xs - a_t * (np.exp(-h) - 1) * m - 0.5 * a_t * (np.exp(-h) - 1) * D1
+    check(torch.allclose(ve, xs, atol=1e-9), "DPM++ 2M VE form == VP form")
 
 
 if __name__ == "__main__":
