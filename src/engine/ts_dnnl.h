@@ -71,7 +71,8 @@ ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int 
  * [0, batch). A is (M, K) with row stride lda; op(B) is (K, N): B is stored
  * (K, N) with row stride ldb, or when trans_b (N, K) with row stride ldb
  * (torch Linear weights). C is (M, N) with row stride ldc. bias is (N) or
- * NULL. Batch strides sa/sb/sc are in elements (sb 0 shares B). */
+ * NULL; alpha must be 1 when bias is given. Batch strides sa/sb/sc are in
+ * elements (sb 0 shares B). */
 typedef struct ts_matmul_args {
     int batch, m, n, k;
     const float *a;

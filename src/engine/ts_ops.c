@@ -1,0 +1,313 @@
+/*
+ * ts_ops.c - elementwise, normalisation and attention kernels (see ts_ops.h).
+ *
+ * Parallel loops split over rows, channels or groups with OpenMP; small
+ * inputs stay single-threaded (the `if` clauses) because starting a team
+ * costs more than the work.
+ */
+#include "ts_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#define PAR_MIN 32768 /* elements below which a loop stays on one thread */
+
+static inline float sigmoidf_(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+static inline float gelu_erf(float x)
+{
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+}
+
+void ts_op_silu(const float *x, size_t n, float *y)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * sigmoidf_(x[i]);
+}
+
+void ts_op_gelu(const float *x, size_t n, float *y)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = gelu_erf(x[i]);
+}
+
+void ts_op_quick_gelu(const float *x, size_t n, float *y)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * sigmoidf_(1.702f * x[i]);
+}
+
+void ts_op_geglu(const float *x, size_t m, size_t f, float *y)
+{
+#pragma omp parallel for schedule(static) if (m * f > PAR_MIN)
+    for (size_t r = 0; r < m; r++) {
+        const float *h = x + r * 2 * f; /* (F) hidden half */
+        const float *g = h + f;         /* (F) gate half */
+        float *o = y + r * f;
+        for (size_t i = 0; i < f; i++)
+            o[i] = h[i] * gelu_erf(g[i]);
+    }
+}
+
+void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const float *gamma,
+                      const float *beta, float eps, int silu, float *y)
+{
+    int cg = c / groups; /* channels per group */
+#pragma omp parallel for schedule(dynamic) if ((size_t)b * c * hw > PAR_MIN)
+    for (int bg = 0; bg < b * groups; bg++) {
+        int bi = bg / groups, g = bg % groups;
+        const float *xg = x + ((size_t)bi * c + (size_t)g * cg) * hw; /* (cg, HW) */
+        float *yg = y + ((size_t)bi * c + (size_t)g * cg) * hw;
+        size_t n = (size_t)cg * hw;
+
+        /* Two passes: mean, then variance around it (stable for large means). */
+        double sum = 0;
+        for (size_t i = 0; i < n; i++)
+            sum += xg[i];
+        float mean = (float)(sum / (double)n);
+        double sq = 0;
+        for (size_t i = 0; i < n; i++) {
+            float dv = xg[i] - mean;
+            sq += (double)dv * dv;
+        }
+        float rstd = (float)(1.0 / sqrt(sq / (double)n + eps));
+
+        for (int ci = 0; ci < cg; ci++) {
+            int ch = g * cg + ci;
+            float a = rstd * gamma[ch];
+            float bb = beta[ch] - mean * a;
+            const float *xc = xg + (size_t)ci * hw;
+            float *yc = yg + (size_t)ci * hw;
+            if (silu) {
+                for (size_t i = 0; i < hw; i++) {
+                    float v = xc[i] * a + bb;
+                    yc[i] = v * sigmoidf_(v);
+                }
+            } else {
+                for (size_t i = 0; i < hw; i++)
+                    yc[i] = xc[i] * a + bb;
+            }
+        }
+    }
+}
+
+void ts_op_layer_norm(const float *x, size_t m, int d, const float *gamma, const float *beta,
+                      float eps, float *y)
+{
+#pragma omp parallel for schedule(static) if (m * (size_t)d > PAR_MIN)
+    for (size_t r = 0; r < m; r++) {
+        const float *xr = x + r * (size_t)d;
+        float *yr = y + r * (size_t)d;
+        double sum = 0;
+        for (int i = 0; i < d; i++)
+            sum += xr[i];
+        float mean = (float)(sum / d);
+        double sq = 0;
+        for (int i = 0; i < d; i++) {
+            float dv = xr[i] - mean;
+            sq += (double)dv * dv;
+        }
+        float rstd = (float)(1.0 / sqrt(sq / d + eps));
+        for (int i = 0; i < d; i++)
+            yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i];
+    }
+}
+
+static void softmax_row(float *r, size_t n, float scale)
+{
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        mx = fmaxf(mx, r[i] * scale);
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        r[i] = expf(r[i] * scale - mx);
+        sum += r[i];
+    }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++)
+        r[i] *= inv;
+}
+
+void ts_op_softmax_rows(float *x, size_t m, size_t n, float scale)
+{
+#pragma omp parallel for schedule(static) if (m * n > PAR_MIN)
+    for (size_t r = 0; r < m; r++)
+        softmax_row(x + r * n, n, scale);
+}
+
+void ts_op_add(const float *a, const float *b, size_t n, float *y)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+void ts_op_add_inplace(float *y, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+void ts_op_add_channel_bias(float *x, int b, int c, size_t hw, const float *bias)
+{
+#pragma omp parallel for schedule(static) if ((size_t)b * c * hw > PAR_MIN)
+    for (int bc = 0; bc < b * c; bc++) {
+        float v = bias[bc];
+        float *p = x + (size_t)bc * hw;
+        for (size_t i = 0; i < hw; i++)
+            p[i] += v;
+    }
+}
+
+void ts_op_concat_channels(const float *a, int ca, const float *b, int cb, int batch, size_t hw,
+                           float *y)
+{
+    for (int n = 0; n < batch; n++) {
+        float *yn = y + (size_t)n * (ca + cb) * hw;
+        memcpy(yn, a + (size_t)n * ca * hw, (size_t)ca * hw * sizeof(float));
+        memcpy(yn + (size_t)ca * hw, b + (size_t)n * cb * hw, (size_t)cb * hw * sizeof(float));
+    }
+}
+
+void ts_op_upsample_nearest2x(const float *x, int b, int c, int h, int w, float *y)
+{
+#pragma omp parallel for schedule(static) if ((size_t)b * c * h * w > PAR_MIN / 4)
+    for (int bc = 0; bc < b * c; bc++) {
+        const float *xp = x + (size_t)bc * h * w;
+        float *yp = y + (size_t)bc * 4 * h * w;
+        for (int i = 0; i < h; i++) {
+            float *r0 = yp + (size_t)(2 * i) * 2 * w;
+            for (int j = 0; j < w; j++) {
+                r0[2 * j] = r0[2 * j + 1] = xp[(size_t)i * w + j];
+            }
+            memcpy(r0 + 2 * w, r0, (size_t)2 * w * sizeof(float));
+        }
+    }
+}
+
+void ts_op_nchw_to_nhwc(const float *x, int b, int c, size_t hw, float *y)
+{
+    for (int n = 0; n < b; n++) {
+        const float *xn = x + (size_t)n * c * hw;
+        float *yn = y + (size_t)n * c * hw;
+#pragma omp parallel for schedule(static) if ((size_t)c * hw > PAR_MIN)
+        for (size_t p = 0; p < hw; p++)
+            for (int ch = 0; ch < c; ch++)
+                yn[p * c + ch] = xn[(size_t)ch * hw + p];
+    }
+}
+
+void ts_op_nhwc_to_nchw(const float *x, int b, int c, size_t hw, float *y)
+{
+    for (int n = 0; n < b; n++) {
+        const float *xn = x + (size_t)n * c * hw;
+        float *yn = y + (size_t)n * c * hw;
+#pragma omp parallel for schedule(static) if ((size_t)c * hw > PAR_MIN)
+        for (int ch = 0; ch < c; ch++)
+            for (size_t p = 0; p < hw; p++)
+                yn[(size_t)ch * hw + p] = xn[p * c + ch];
+    }
+}
+
+void ts_op_timestep_embedding(float t, int dim, int flip_sin_to_cos, float freq_shift, float *out)
+{
+    int half = dim / 2;
+    for (int i = 0; i < half; i++) {
+        /* As torch computes it: exponent in f32, then exp, then t * f. */
+        float expo = -logf(10000.0f) * (float)i / ((float)half - freq_shift);
+        float arg = t * expf(expo);
+        float s = sinf(arg), c = cosf(arg);
+        out[i] = flip_sin_to_cos ? c : s;
+        out[half + i] = flip_sin_to_cos ? s : c;
+    }
+}
+
+/* ---------------------------------------------------------------- attention */
+
+ts_status ts_op_attention(ts_dnnl *d, ts_arena *arena, const ts_attention_args *a, ts_error *err)
+{
+    int heads = a->heads, lq = a->lq, lk = a->lk, dh = a->dh;
+    int bq = a->block_q;
+    if (bq <= 0) {
+        /* Scores for all heads of one block of queries: heads * bq * Lk floats,
+         * about 8 MiB. */
+        size_t per_query = (size_t)heads * (size_t)lk * sizeof(float);
+        bq = (int)((size_t)(8u << 20) / per_query);
+        if (bq < 8)
+            bq = 8;
+    }
+    if (bq > lq)
+        bq = lq;
+
+    ts_arena_mark mark = ts_arena_save(arena);
+    float *s = ts_arena_floats(arena, (size_t)heads * bq * lk, err); /* (heads, bq, Lk) */
+    if (!s)
+        return err->status;
+
+    ts_status st = TS_OK;
+    for (int b = 0; b < a->batch && st == TS_OK; b++) {
+        const float *qb = a->q + (size_t)b * lq * a->ldq;
+        const float *kb = a->k + (size_t)b * lk * a->ldk;
+        const float *vb = a->v + (size_t)b * lk * a->ldv;
+        float *ob = a->out + (size_t)b * lq * a->ldo;
+        for (int q0 = 0; q0 < lq && st == TS_OK; q0 += bq) {
+            int n = lq - q0 < bq ? lq - q0 : bq;
+
+            /* S_h (n, Lk) = scale * Q_h[q0:q0+n] (n, dh) @ K_h^T (dh, Lk), all heads. */
+            ts_matmul_args sm = {.batch = heads,
+                                 .m = n,
+                                 .n = lk,
+                                 .k = dh,
+                                 .a = qb + (size_t)q0 * a->ldq,
+                                 .lda = a->ldq,
+                                 .sa = dh,
+                                 .b = kb,
+                                 .ldb = a->ldk,
+                                 .sb = dh,
+                                 .trans_b = 1,
+                                 .c = s,
+                                 .ldc = lk,
+                                 .sc = (int64_t)n * lk,
+                                 .alpha = a->scale};
+            st = ts_dnnl_matmul(d, &sm, err);
+            if (st != TS_OK)
+                break;
+
+            /* Causal mask: query q0+i sees keys 0..q0+i. */
+            if (a->causal) {
+                for (int h = 0; h < heads; h++)
+                    for (int i = 0; i < n; i++)
+                        for (int j = q0 + i + 1; j < lk; j++)
+                            s[((size_t)h * n + i) * lk + j] = -INFINITY;
+            }
+            ts_op_softmax_rows(s, (size_t)heads * n, (size_t)lk, 1.0f);
+
+            /* O_h[q0:q0+n] (n, dh) = P_h (n, Lk) @ V_h (Lk, dh). */
+            ts_matmul_args om = {.batch = heads,
+                                 .m = n,
+                                 .n = dh,
+                                 .k = lk,
+                                 .a = s,
+                                 .lda = lk,
+                                 .sa = (int64_t)n * lk,
+                                 .b = vb,
+                                 .ldb = a->ldv,
+                                 .sb = dh,
+                                 .trans_b = 0,
+                                 .c = ob + (size_t)q0 * a->ldo,
+                                 .ldc = a->ldo,
+                                 .sc = dh,
+                                 .alpha = 1.0f};
+            st = ts_dnnl_matmul(d, &om, err);
+        }
+    }
+    ts_arena_restore(arena, mark);
+    return st;
+}
