@@ -78,6 +78,13 @@ ts_status ts_http_server_create(const ts_http_options *opts, ts_http_server **ou
 ts_status ts_http_route_add(ts_http_server *srv, const char *method, const char *pattern,
                             ts_http_handler_fn fn, void *user, size_t body_limit);
 
+/* Called once per finished request with the route template ("GET /v1/jobs/:id"
+ * or "(no route)"), the status and the duration: the hook for aggregate
+ * metrics. Set before start. */
+void ts_http_server_set_observer(ts_http_server *srv,
+                                 void (*fn)(void *user, const char *route, int status, double ms),
+                                 void *user);
+
 ts_status ts_http_server_start(ts_http_server *srv, ts_error *err);
 
 /* The bound port (after start) and whether TLS is on. */
