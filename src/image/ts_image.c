@@ -415,11 +415,15 @@ ts_status ts_image_probe(const uint8_t *data, size_t len, const ts_image_limits 
     }
 
     uint64_t px = (uint64_t)in->width * (uint64_t)in->height;
-    if (in->width > l->max_width || in->height > l->max_height || px > l->max_pixels ||
-        in->width > TS_IMAGE_SIDE_MAX || in->height > TS_IMAGE_SIDE_MAX)
-        return ts_error_set(
-            err, TS_ERR_LIMIT, "image is %dx%d pixels; the limit is %.0f megapixels and %dx%d",
-            in->width, in->height, (double)l->max_pixels / 1e6, l->max_width, l->max_height);
+    if (px > l->max_pixels)
+        return ts_error_set(err, TS_ERR_LIMIT, "image is %dx%d pixels; the limit is %g megapixels",
+                            in->width, in->height, (double)l->max_pixels / 1e6);
+    if (in->width > l->max_width || in->height > l->max_height || in->width > TS_IMAGE_SIDE_MAX ||
+        in->height > TS_IMAGE_SIDE_MAX)
+        return ts_error_set(err, TS_ERR_LIMIT, "image is %dx%d pixels; the limit is %dx%d",
+                            in->width, in->height,
+                            l->max_width < TS_IMAGE_SIDE_MAX ? l->max_width : TS_IMAGE_SIDE_MAX,
+                            l->max_height < TS_IMAGE_SIDE_MAX ? l->max_height : TS_IMAGE_SIDE_MAX);
     return TS_OK;
 }
 

@@ -37,6 +37,10 @@ static void jpeg_error_exit_cb(j_common_ptr cinfo)
 /* Corrupt-data warnings we tolerate before giving up on a file. */
 #define JPEG_MAX_WARNINGS 64
 
+/* Stray bytes before a marker that we tolerate: some cameras pad a little,
+ * but a frame header declaring less than the data holds leaves thousands. */
+#define JPEG_MAX_EXTRANEOUS 256
+
 static void jpeg_emit_message_cb(j_common_ptr cinfo, int level)
 {
     jpeg_fail *f = (jpeg_fail *)cinfo->err;
@@ -46,6 +50,14 @@ static void jpeg_emit_message_cb(j_common_ptr cinfo, int level)
     if (code == JWRN_JPEG_EOF) {
         f->truncated = 1;
         jpeg_error_exit_cb(cinfo);
+    }
+    if (code == JWRN_BOGUS_PROGRESSION)
+        return; /* repeated scans are bounded by the scan limit instead */
+    if (code == JWRN_EXTRANEOUS_DATA && f->pub.msg_parm.i[0] > JPEG_MAX_EXTRANEOUS) {
+        snprintf(f->message, sizeof f->message,
+                 "%d bytes of data that its frame header does not account for",
+                 f->pub.msg_parm.i[0]);
+        longjmp(f->jump, 1);
     }
     if (code == JWRN_HIT_MARKER || code == JWRN_MUST_RESYNC ||
         ++f->pub.num_warnings > JPEG_MAX_WARNINGS)
