@@ -40,6 +40,9 @@ typedef struct ts_model ts_model;
 typedef struct ts_model_options {
     int force_f32; /* 1: never use bf16 kernels even where the CPU has them */
     int threads;   /* 0: all cores */
+    /* Single-file checkpoints only: a folder with CLIP's vocab.json and
+     * merges.txt (NULL: "tokenizer/" next to the file). */
+    const char *tokenizer_dir;
 } ts_model_options;
 
 typedef struct ts_model_info {
@@ -96,5 +99,21 @@ typedef int (*ts_progress_fn)(void *user, int step, int total, const ts_image *p
 
 ts_status ts_generate(ts_model *model, const ts_gen_params *params, ts_progress_fn progress,
                       void *user, ts_image *out, ts_error *err);
+
+/* n images (1..TS_GENERATE_MAX_IMAGES) from one request: image i uses seed
+ * params->seed + i, recorded in seeds[i] (seeds may be NULL). The prompt is
+ * encoded once. progress counts steps over all images (total = n * steps).
+ * On failure every image made so far is released. */
+#define TS_GENERATE_MAX_IMAGES 16
+ts_status ts_generate_n(ts_model *model, const ts_gen_params *params, int n,
+                        ts_progress_fn progress, void *user, ts_image *outs, uint64_t *seeds,
+                        ts_error *err);
+
+/* Rounds *width and *height to the nearest size the model accepts (a
+ * multiple of vae_scale * 2^(unet blocks - 1), at least one multiple, at most
+ * TS_GENERATE_SIDE_MAX); 0 means the native size. Callers resize or report
+ * the actual size. */
+#define TS_GENERATE_SIDE_MAX 2048
+void ts_engine_round_size(const ts_model *model, int *width, int *height);
 
 #endif
