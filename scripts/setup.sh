@@ -36,7 +36,8 @@ if ((want_test)); then
 fi
 if ((want_tools)); then
     pkgs+=(python3-torch python3-numpy python3-pil python3-fonttools
-           fonts-noto-color-emoji unicode-cldr-core openclipart-png)
+           fonts-noto-color-emoji unicode-cldr-core openclipart-png
+           libheif-examples)
 fi
 
 missing=()
