@@ -62,3 +62,19 @@ if [[ -f package-lock.json ]]; then
         touch "$stamp"
     fi
 fi
+
+# Face models for the portrait-rights check (POLICY.md P13): copy only the
+# three face-api networks the check uses out of node_modules, so nothing is
+# downloaded at run time. The folder is git-ignored.
+face_src=node_modules/@vladmandic/face-api/model
+face_dst=models/face
+if [[ -d $face_src ]]; then
+    mkdir -p "$face_dst"
+    for m in ssd_mobilenetv1_model face_landmark_68_model face_recognition_model; do
+        for f in "$m-weights_manifest.json" "$m.bin"; do
+            if [[ ! -f $face_dst/$f || $face_src/$f -nt $face_dst/$f ]]; then
+                cp "$face_src/$f" "$face_dst/$f"
+            fi
+        done
+    done
+fi

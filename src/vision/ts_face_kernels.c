@@ -1,0 +1,173 @@
+/*
+ * ts_face_kernels.c - GEMM and depthwise convolution inner loops.
+ *
+ * Compiled twice (see src/vision/CMakeLists.txt) with TS_FACE_KERNEL_SUFFIX
+ * set to avx2 (-mavx2 -mfma) or generic; the code is written once with GCC
+ * vector types so each build gets the widest instructions it may use.
+ *
+ * GEMM blocking: k is cut into KC-long slices and rows into MC-row blocks;
+ * inside, a 6 x 16 register tile (12 eight-float accumulators, which is
+ * what 16 AVX2 registers hold with room for the two B vectors and the
+ * broadcast) walks over the packed panels. The slice of a panel (KC x 16
+ * floats, 16 KiB) stays in L1 while the MC rows of A it meets stay in L2.
+ */
+#include "ts_face_kernels.h"
+
+#include <string.h>
+
+#ifndef TS_FACE_KERNEL_SUFFIX
+#error "build ts_face_kernels.c with TS_FACE_KERNEL_SUFFIX=avx2 or generic"
+#endif
+#define KCAT2(a, b) a##_##b
+#define KCAT(a, b)  KCAT2(a, b)
+#define KNAME(name) KCAT(name, TS_FACE_KERNEL_SUFFIX)
+
+/* Eight floats; the aligned(4) lets loads and stores go to any float. */
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+typedef int v8i __attribute__((vector_size(32), aligned(4)));
+
+#define MR 6
+#define NR TS_FACE_GEMM_NR
+#define KC 256
+#define MC 72
+
+enum { ACT_NONE = 0, ACT_RELU = 1, ACT_RELU6 = 2 };
+
+static inline v8f splat(float f)
+{
+    return (v8f){f, f, f, f, f, f, f, f};
+}
+
+static inline v8f activate(v8f v, int act)
+{
+    if (act == ACT_NONE)
+        return v;
+    v8i pos = v > splat(0.0f);
+    v = (v8f)((v8i)v & pos);
+    if (act == ACT_RELU6) {
+        v8f six = splat(6.0f);
+        v8i below = v < six;
+        v = (v8f)(((v8i)v & below) | ((v8i)six & ~below));
+    }
+    return v;
+}
+
+/* c[rows, cols] (+)= a[rows, kc] . panel[kc, 16]; rows <= 6, cols <= 16.
+ * first: start from zero instead of c; last: apply the epilogue. */
+static void micro_6x16(const float *a, int lda, int rows, int kc, const float *bp, float *c,
+                       int ldc, int cols, int first, int last, const float *mul, const float *add,
+                       int act)
+{
+    const float *ar[MR];
+    for (int r = 0; r < MR; r++)
+        ar[r] = a + (size_t)(r < rows ? r : 0) * lda;
+
+    v8f acc[MR][2];
+    float tmp[MR][NR];
+    if (first) {
+        for (int r = 0; r < MR; r++)
+            acc[r][0] = acc[r][1] = splat(0.0f);
+    } else {
+        memset(tmp, 0, sizeof tmp);
+        for (int r = 0; r < rows; r++)
+            memcpy(tmp[r], c + (size_t)r * ldc, (size_t)cols * sizeof(float));
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] = *(const v8f *)&tmp[r][0];
+            acc[r][1] = *(const v8f *)&tmp[r][8];
+        }
+    }
+
+    for (int p = 0; p < kc; p++) {
+        v8f b0 = *(const v8f *)(bp + (size_t)p * NR);
+        v8f b1 = *(const v8f *)(bp + (size_t)p * NR + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            v8f av = splat(ar[r][p]);
+            acc[r][0] += av * b0;
+            acc[r][1] += av * b1;
+        }
+    }
+
+    if (last) {
+        float m16[NR] = {0}, a16[NR] = {0};
+        memcpy(m16, mul, (size_t)cols * sizeof(float));
+        memcpy(a16, add, (size_t)cols * sizeof(float));
+        v8f m0 = *(const v8f *)&m16[0], m1 = *(const v8f *)&m16[8];
+        v8f a0 = *(const v8f *)&a16[0], a1 = *(const v8f *)&a16[8];
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] = activate(acc[r][0] * m0 + a0, act);
+            acc[r][1] = activate(acc[r][1] * m1 + a1, act);
+        }
+    }
+
+    if (cols == NR) {
+        for (int r = 0; r < rows; r++) {
+            *(v8f *)(c + (size_t)r * ldc) = acc[r][0];
+            *(v8f *)(c + (size_t)r * ldc + 8) = acc[r][1];
+        }
+    } else {
+        for (int r = 0; r < rows; r++) {
+            *(v8f *)&tmp[r][0] = acc[r][0];
+            *(v8f *)&tmp[r][8] = acc[r][1];
+            memcpy(c + (size_t)r * ldc, tmp[r], (size_t)cols * sizeof(float));
+        }
+    }
+}
+
+void KNAME(ts_face_gemm_rows)(const float *a, int lda, int m0, int m1, int k, int n,
+                              const float *packed, const float *mul, const float *add, int act,
+                              float *c, int ldc)
+{
+    int panels = (n + NR - 1) / NR;
+    for (int kb = 0; kb < k; kb += KC) {
+        int kc = k - kb < KC ? k - kb : KC;
+        int first = kb == 0, last = kb + kc == k;
+        for (int mb = m0; mb < m1; mb += MC) {
+            int me = mb + MC < m1 ? mb + MC : m1;
+            for (int p = 0; p < panels; p++) {
+                const float *bp = packed + (size_t)p * k * NR + (size_t)kb * NR;
+                int cols = n - p * NR < NR ? n - p * NR : NR;
+                for (int i = mb; i < me; i += MR) {
+                    int rows = me - i < MR ? me - i : MR;
+                    micro_6x16(a + (size_t)i * lda + kb, lda, rows, kc, bp,
+                               c + (size_t)i * ldc + (size_t)p * NR, ldc, cols, first, last,
+                               mul + p * NR, add + p * NR, act);
+                }
+            }
+        }
+    }
+}
+
+void KNAME(ts_face_dw_rows)(const float *x, int ih, int iw, int c, const float *filters, int kh,
+                            int kw, int stride, int pad_top, int pad_left, const float *mul,
+                            const float *add, int act, float *y, int ow, int oy0, int oy1)
+{
+    for (int oy = oy0; oy < oy1; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            float *out = y + ((size_t)oy * ow + ox) * c;
+            memset(out, 0, (size_t)c * sizeof(float));
+            for (int i = 0; i < kh; i++) {
+                int iy = oy * stride - pad_top + i;
+                if (iy < 0 || iy >= ih)
+                    continue;
+                for (int j = 0; j < kw; j++) {
+                    int ix = ox * stride - pad_left + j;
+                    if (ix < 0 || ix >= iw)
+                        continue;
+                    const float *in = x + ((size_t)iy * iw + ix) * c;
+                    const float *f = filters + ((size_t)i * kw + j) * c;
+                    for (int ch = 0; ch < c; ch++)
+                        out[ch] += in[ch] * f[ch];
+                }
+            }
+            for (int ch = 0; ch < c; ch++) {
+                float v = out[ch] * mul[ch] + add[ch];
+                if (act != ACT_NONE && v < 0.0f)
+                    v = 0.0f;
+                if (act == ACT_RELU6 && v > 6.0f)
+                    v = 6.0f;
+                out[ch] = v;
+            }
+        }
+    }
+}

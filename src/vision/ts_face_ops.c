@@ -1,0 +1,401 @@
+/* ts_face_ops.c - layer drivers: padding rules, im2col, threading, dispatch. */
+#include "ts_face_ops.h"
+
+#include <assert.h>
+#include <float.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts_face_kernels.h"
+
+#define THREADS_MAX 16
+
+/* ---------------------------------------------------------------- maps */
+
+ts_status ts_fmap_alloc(ts_fmap *m, int h, int w, int c, ts_error *err)
+{
+    assert(h > 0 && w > 0 && c > 0);
+    size_t n = (size_t)h * w * c;
+    m->data = malloc(n * sizeof(float));
+    if (!m->data)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a %dx%dx%d face feature map", h,
+                            w, c);
+    m->h = h;
+    m->w = w;
+    m->c = c;
+    return TS_OK;
+}
+
+void ts_fmap_free(ts_fmap *m)
+{
+    if (m->data) {
+        sodium_memzero(m->data, (size_t)m->h * m->w * m->c * sizeof(float));
+        free(m->data);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+int ts_face_out_size(int in, int k, int stride, ts_face_pad pad, int *pad_before)
+{
+    if (pad == TS_FACE_PAD_VALID) {
+        if (pad_before)
+            *pad_before = 0;
+        return in < k ? 0 : (in - k) / stride + 1;
+    }
+    int out = (in + stride - 1) / stride;
+    int total = (out - 1) * stride + k - in;
+    if (total < 0)
+        total = 0;
+    if (pad_before)
+        *pad_before = total / 2;
+    return out;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+typedef void (*gemm_rows_fn)(const float *, int, int, int, int, int, const float *, const float *,
+                             const float *, int, float *, int);
+typedef void (*dw_rows_fn)(const float *, int, int, int, const float *, int, int, int, int, int,
+                           const float *, const float *, int, float *, int, int, int);
+
+static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
+static gemm_rows_fn gemm_rows;
+static dw_rows_fn dw_rows;
+static int have_avx2;
+
+static void dispatch_init(void)
+{
+    __builtin_cpu_init();
+    have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    gemm_rows = have_avx2 ? ts_face_gemm_rows_avx2 : ts_face_gemm_rows_generic;
+    dw_rows = have_avx2 ? ts_face_dw_rows_avx2 : ts_face_dw_rows_generic;
+}
+
+int ts_face_ops_have_avx2(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return have_avx2;
+}
+
+/* ---------------------------------------------------------------- threads */
+
+typedef struct part {
+    void (*fn)(void *ctx, int begin, int end);
+    void *ctx;
+    int begin, end;
+} part;
+
+static void *part_main(void *arg)
+{
+    part *p = arg;
+    p->fn(p->ctx, p->begin, p->end);
+    return NULL;
+}
+
+void ts_face_parallel_for(int threads, int n, void (*fn)(void *ctx, int begin, int end), void *ctx)
+{
+    if (threads > THREADS_MAX)
+        threads = THREADS_MAX;
+    if (threads > n)
+        threads = n;
+    if (threads <= 1) {
+        if (n > 0)
+            fn(ctx, 0, n);
+        return;
+    }
+    part parts[THREADS_MAX];
+    pthread_t ids[THREADS_MAX];
+    int started[THREADS_MAX] = {0};
+    for (int t = 0; t < threads; t++) {
+        parts[t] =
+            (part){fn, ctx, (int)((long)n * t / threads), (int)((long)n * (t + 1) / threads)};
+    }
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&ids[t], NULL, part_main, &parts[t]) == 0;
+    fn(ctx, parts[0].begin, parts[0].end);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        else
+            fn(ctx, parts[t].begin, parts[t].end); /* could not start: do it here */
+    }
+}
+
+/* ---------------------------------------------------------------- GEMM */
+
+size_t ts_face_gemm_packed_size(int k, int n)
+{
+    return (size_t)((n + TS_FACE_GEMM_NR - 1) / TS_FACE_GEMM_NR) * TS_FACE_GEMM_NR * (size_t)k;
+}
+
+void ts_face_gemm_pack(const float *b, int k, int n, float *packed)
+{
+    int panels = (n + TS_FACE_GEMM_NR - 1) / TS_FACE_GEMM_NR;
+    for (int p = 0; p < panels; p++) {
+        float *dst = packed + (size_t)p * k * TS_FACE_GEMM_NR;
+        for (int r = 0; r < k; r++) {
+            for (int j = 0; j < TS_FACE_GEMM_NR; j++) {
+                int col = p * TS_FACE_GEMM_NR + j;
+                dst[(size_t)r * TS_FACE_GEMM_NR + j] = col < n ? b[(size_t)r * n + col] : 0.0f;
+            }
+        }
+    }
+}
+
+typedef struct gemm_job {
+    const float *a;
+    int lda, k, n;
+    const float *packed, *mul, *add;
+    int act;
+    float *c;
+    int ldc;
+} gemm_job;
+
+static void gemm_part(void *ctx, int begin, int end)
+{
+    const gemm_job *g = ctx;
+    gemm_rows(g->a, g->lda, begin, end, g->k, g->n, g->packed, g->mul, g->add, g->act, g->c,
+              g->ldc);
+}
+
+void ts_face_gemm(const float *a, int lda, int m, int k, int n, const float *packed,
+                  const float *mul, const float *add, ts_face_act act, float *c, int ldc,
+                  int threads)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    gemm_job g = {a, lda, k, n, packed, mul, add, (int)act, c, ldc};
+    /* Below a few hundred thousand multiply-adds a thread costs more than it saves. */
+    if ((long)m * k * n < 400000)
+        threads = 1;
+    ts_face_parallel_for(threads, m, gemm_part, &g);
+}
+
+/* ---------------------------------------------------------------- conv */
+
+ts_status ts_face_conv_init(ts_face_conv *cv, int kh, int kw, int cin, int cout, int stride,
+                            ts_face_pad pad, ts_face_act act, ts_error *err)
+{
+    memset(cv, 0, sizeof *cv);
+    *cv = (ts_face_conv){kh, kw, cin, cout, stride, pad, act, NULL, NULL, NULL, NULL};
+    size_t nf = (size_t)kh * kw * cin * cout;
+    cv->filters = calloc(nf, sizeof(float));
+    cv->mul = malloc((size_t)cout * sizeof(float));
+    cv->add = calloc((size_t)cout, sizeof(float));
+    if (!cv->filters || !cv->mul || !cv->add) {
+        ts_face_conv_free(cv);
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face model convolution");
+    }
+    for (int o = 0; o < cout; o++)
+        cv->mul[o] = 1.0f;
+    return TS_OK;
+}
+
+ts_status ts_face_conv_prepare(ts_face_conv *cv, ts_error *err)
+{
+    int k = cv->kh * cv->kw * cv->cin;
+    free(cv->packed);
+    cv->packed = malloc(ts_face_gemm_packed_size(k, cv->cout) * sizeof(float));
+    if (!cv->packed)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory packing face model filters");
+    ts_face_gemm_pack(cv->filters, k, cv->cout, cv->packed);
+    return TS_OK;
+}
+
+void ts_face_conv_free(ts_face_conv *cv)
+{
+    free(cv->filters);
+    free(cv->packed);
+    free(cv->mul);
+    free(cv->add);
+    memset(cv, 0, sizeof *cv);
+}
+
+typedef struct im2col_job {
+    const ts_fmap *x;
+    const ts_face_conv *cv;
+    int ow, pad_top, pad_left;
+    float *cols;
+} im2col_job;
+
+/* cols[(oy, ox), (i, j, c)] = x[oy * s - pt + i, ox * s - pl + j, c], zero outside. */
+static void im2col_part(void *ctx, int begin, int end)
+{
+    const im2col_job *jb = ctx;
+    const ts_fmap *x = jb->x;
+    const ts_face_conv *cv = jb->cv;
+    size_t krow = (size_t)cv->kh * cv->kw * cv->cin;
+    for (int oy = begin; oy < end; oy++) {
+        for (int ox = 0; ox < jb->ow; ox++) {
+            float *dst = jb->cols + ((size_t)oy * jb->ow + ox) * krow;
+            for (int i = 0; i < cv->kh; i++) {
+                int iy = oy * cv->stride - jb->pad_top + i;
+                for (int j = 0; j < cv->kw; j++) {
+                    int ix = ox * cv->stride - jb->pad_left + j;
+                    float *d = dst + ((size_t)i * cv->kw + j) * cv->cin;
+                    if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w)
+                        memset(d, 0, (size_t)cv->cin * sizeof(float));
+                    else
+                        memcpy(d, x->data + ((size_t)iy * x->w + ix) * x->c,
+                               (size_t)cv->cin * sizeof(float));
+                }
+            }
+        }
+    }
+}
+
+ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap *y, int threads,
+                               ts_error *err)
+{
+    assert(cv->packed && x->c == cv->cin);
+    int pt, pl;
+    int oh = ts_face_out_size(x->h, cv->kh, cv->stride, cv->pad, &pt);
+    int ow = ts_face_out_size(x->w, cv->kw, cv->stride, cv->pad, &pl);
+    if (oh <= 0 || ow <= 0)
+        return ts_error_set(err, TS_ERR_ARG,
+                            "face feature map %dx%d is smaller than a %dx%d "
+                            "filter",
+                            x->h, x->w, cv->kh, cv->kw);
+    ts_status st = ts_fmap_alloc(y, oh, ow, cv->cout, err);
+    if (st != TS_OK)
+        return st;
+
+    int k = cv->kh * cv->kw * cv->cin;
+    if (cv->kh == 1 && cv->kw == 1 && cv->stride == 1) {
+        /* A 1x1 convolution is the GEMM of the map itself. */
+        ts_face_gemm(x->data, x->c, oh * ow, k, cv->cout, cv->packed, cv->mul, cv->add, cv->act,
+                     y->data, cv->cout, threads);
+        return TS_OK;
+    }
+    size_t ncols = (size_t)oh * ow * k;
+    float *cols = malloc(ncols * sizeof(float));
+    if (!cols) {
+        ts_fmap_free(y);
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face convolution");
+    }
+    im2col_job jb = {x, cv, ow, pt, pl, cols};
+    ts_face_parallel_for(oh * ow * k > 200000 ? threads : 1, oh, im2col_part, &jb);
+    ts_face_gemm(cols, k, oh * ow, k, cv->cout, cv->packed, cv->mul, cv->add, cv->act, y->data,
+                 cv->cout, threads);
+    sodium_memzero(cols, ncols * sizeof(float));
+    free(cols);
+    return TS_OK;
+}
+
+/* ---------------------------------------------------------------- depthwise */
+
+ts_status ts_face_dwconv_init(ts_face_dwconv *dw, int kh, int kw, int c, int stride,
+                              ts_face_pad pad, ts_face_act act, ts_error *err)
+{
+    *dw = (ts_face_dwconv){kh, kw, c, stride, pad, act, NULL, NULL, NULL};
+    dw->filters = calloc((size_t)kh * kw * c, sizeof(float));
+    dw->mul = malloc((size_t)c * sizeof(float));
+    dw->add = calloc((size_t)c, sizeof(float));
+    if (!dw->filters || !dw->mul || !dw->add) {
+        ts_face_dwconv_free(dw);
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face model convolution");
+    }
+    for (int i = 0; i < c; i++)
+        dw->mul[i] = 1.0f;
+    return TS_OK;
+}
+
+void ts_face_dwconv_free(ts_face_dwconv *dw)
+{
+    free(dw->filters);
+    free(dw->mul);
+    free(dw->add);
+    memset(dw, 0, sizeof *dw);
+}
+
+typedef struct dw_job {
+    const ts_face_dwconv *dw;
+    const ts_fmap *x;
+    ts_fmap *y;
+    int pt, pl;
+} dw_job;
+
+static void dw_part(void *ctx, int begin, int end)
+{
+    const dw_job *j = ctx;
+    dw_rows(j->x->data, j->x->h, j->x->w, j->x->c, j->dw->filters, j->dw->kh, j->dw->kw,
+            j->dw->stride, j->pt, j->pl, j->dw->mul, j->dw->add, (int)j->dw->act, j->y->data,
+            j->y->w, begin, end);
+}
+
+ts_status ts_face_dwconv_forward(const ts_face_dwconv *dw, const ts_fmap *x, ts_fmap *y,
+                                 int threads, ts_error *err)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    assert(x->c == dw->c);
+    int pt, pl;
+    int oh = ts_face_out_size(x->h, dw->kh, dw->stride, dw->pad, &pt);
+    int ow = ts_face_out_size(x->w, dw->kw, dw->stride, dw->pad, &pl);
+    if (oh <= 0 || ow <= 0)
+        return ts_error_set(err, TS_ERR_ARG, "face feature map is smaller than its filter");
+    ts_status st = ts_fmap_alloc(y, oh, ow, dw->c, err);
+    if (st != TS_OK)
+        return st;
+    dw_job j = {dw, x, y, pt, pl};
+    ts_face_parallel_for((long)oh * ow * dw->c > 100000 ? threads : 1, oh, dw_part, &j);
+    return TS_OK;
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+static ts_status pool(const ts_fmap *x, int k, int stride, int is_max, ts_fmap *y, ts_error *err)
+{
+    int oh = ts_face_out_size(x->h, k, stride, TS_FACE_PAD_VALID, NULL);
+    int ow = ts_face_out_size(x->w, k, stride, TS_FACE_PAD_VALID, NULL);
+    if (oh <= 0 || ow <= 0)
+        return ts_error_set(err, TS_ERR_ARG, "face feature map is smaller than its pool window");
+    ts_status st = ts_fmap_alloc(y, oh, ow, x->c, err);
+    if (st != TS_OK)
+        return st;
+    int c = x->c;
+    for (int oy = 0; oy < oh; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            float *out = y->data + ((size_t)oy * ow + ox) * c;
+            for (int ch = 0; ch < c; ch++)
+                out[ch] = is_max ? -FLT_MAX : 0.0f;
+            for (int i = 0; i < k; i++) {
+                for (int j = 0; j < k; j++) {
+                    const float *in =
+                        x->data +
+                        ((size_t)(oy * stride + i) * x->w + (size_t)(ox * stride + j)) * c;
+                    for (int ch = 0; ch < c; ch++) {
+                        if (is_max)
+                            out[ch] = in[ch] > out[ch] ? in[ch] : out[ch];
+                        else
+                            out[ch] += in[ch];
+                    }
+                }
+            }
+            if (!is_max)
+                for (int ch = 0; ch < c; ch++)
+                    out[ch] /= (float)(k * k);
+        }
+    }
+    return TS_OK;
+}
+
+ts_status ts_face_maxpool(const ts_fmap *x, int k, int stride, ts_fmap *y, ts_error *err)
+{
+    return pool(x, k, stride, 1, y, err);
+}
+
+ts_status ts_face_avgpool(const ts_fmap *x, int k, int stride, ts_fmap *y, ts_error *err)
+{
+    return pool(x, k, stride, 0, y, err);
+}
+
+void ts_face_add_relu(ts_fmap *y, const ts_fmap *x)
+{
+    assert(y->h == x->h && y->w == x->w && y->c == x->c);
+    size_t n = (size_t)y->h * y->w * y->c;
+    for (size_t i = 0; i < n; i++) {
+        float v = y->data[i] + x->data[i];
+        y->data[i] = v > 0.0f ? v : 0.0f;
+    }
+}
