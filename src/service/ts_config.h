@@ -23,8 +23,8 @@
  * Ownership: ts_config is a plain value (fixed-size strings, no heap); copy it
  * freely. Thread safety: read-only after parsing.
  */
-#ifndef TS_CONFIG_H
-#define TS_CONFIG_H
+#ifndef TS_SERVICE_CONFIG_H
+#define TS_SERVICE_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -71,7 +71,7 @@ typedef struct ts_metrics ts_metrics;   /* ts_metrics.h */
 #define TS_JOB_TOKEN_SIZE  48 /* 43 base64url characters (256 bits) + NUL */
 #define TS_JOB_MAX_INPUTS  4
 #define TS_JOB_MAX_N       16 /* hard cap, whatever limits.max_n says */
-#define TS_JOB_MESSAGE_MAX 256
+#define TS_JOB_MESSAGE_MAX TS_ERROR_MESSAGE_MAX
 #define TS_JOB_FORMAT_MAX  16
 
 typedef enum ts_job_state {
@@ -192,6 +192,13 @@ typedef struct ts_jobs_options {
 
     ts_portrait *portrait; /* NULL: no portrait-rights checks; not owned */
     ts_metrics *metrics;   /* NULL: none; not owned */
+
+    /* Injected portrait checks (tests of the refusal paths); used instead of
+     * ts_portrait when set. Return 1 to refuse. */
+    int (*check_prompt)(void *user, const char *prompt);
+    int (*check_image)(void *user, const ts_image *img);
+    void *check_user;
+    int max_jobs; /* job records alive at once (any state); 0: 4096 */
 } ts_jobs_options;
 
 typedef struct ts_jobs ts_jobs;
