@@ -40,12 +40,17 @@
  *   TS_ERR_NOMEM        an allocation failed
  *   TS_ERR_ARG          the caller passed NULL or a nonsensical size
  *
+ * Threads: every function may run on many threads at once; there is no
+ * global state (each call owns its codec contexts).
+ *
  * Known limits (also in docs/LIMITS.md):
  *   - ICC profiles and gamma chunks are ignored: pixels are taken as sRGB.
  *   - CMYK JPEG is converted with the plain formula R = (255 - C)(255 - K) / 255
  *     (likewise G, B), not through a colour profile: colours are approximate.
  *   - 16-bit channels are scaled to 8 bits.
- *   - Animated WebP: only the first frame is decoded.
+ *   - Animated WebP: only the first frame is decoded; APNG: the default image.
+ *   - EXIF orientation is read from JPEG APP1, WebP EXIF and PNG eXIf chunks
+ *     (a PNG eXIf placed after the image data is not seen).
  *   - HEIC: primary image only; its rotation and mirroring boxes are applied
  *     by libheif, and an EXIF orientation inside a HEIC file is ignored so the
  *     turn is applied exactly once.
@@ -128,7 +133,8 @@ typedef struct ts_image_info {
     ts_image_format format;
     int width;       /* as displayed: after EXIF orientation / HEIC rotation */
     int height;      /*                                                      */
-    int animated;    /* 1 for an animated WebP (only frame 1 is decoded)     */
+    int animated;    /* 1 for an animated WebP or PNG (APNG): only the first
+                        frame (WebP) or the default image (APNG) is decoded */
     int has_alpha;   /* 1 if the file has an alpha channel or tRNS           */
     int orientation; /* EXIF orientation 1..8 that decode applies; 1 if none
                         (and always 1 for HEIC, whose turn libheif applies)  */

@@ -93,6 +93,10 @@ static ts_status jpeg_failure(const jpeg_fail *f, ts_error *err)
         return ts_error_set(err, TS_ERR_FORMAT,
                             "JPEG has more than %d progressive scans; refusing it as hostile",
                             TS_IMAGE_JPEG_MAX_SCANS);
+    if (f->pub.msg_code == JERR_BAD_PRECISION)
+        return ts_error_set(err, TS_ERR_UNSUPPORTED,
+                            "JPEG uses a sample precision we do not "
+                            "decode (only 8-bit JPEG is supported)");
     return ts_error_set(err, TS_ERR_FORMAT, "JPEG is corrupt: %s", f->message);
 }
 

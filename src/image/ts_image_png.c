@@ -35,9 +35,8 @@ ts_status ts_image_png_probe(const uint8_t *data, size_t len, ts_image_info *inf
     if (w == 0 || h == 0 || w > 0x7fffffff || h > 0x7fffffff)
         return ts_error_set(err, TS_ERR_FORMAT, "PNG declares an impossible size %ux%u", w, h);
     int color_type = data[25];
-    /* The caller compares against its limits; clamp so the int cannot wrap. */
-    info->width = w > TS_IMAGE_SIDE_MAX * 4u ? TS_IMAGE_SIDE_MAX * 4 : (int)w;
-    info->height = h > TS_IMAGE_SIDE_MAX * 4u ? TS_IMAGE_SIDE_MAX * 4 : (int)h;
+    info->width = (int)w; /* at most 2^31 - 1: fits, and the caller checks limits */
+    info->height = (int)h;
     info->has_alpha = (color_type & 4) != 0;
     info->orientation = 1;
 

@@ -32,8 +32,8 @@ ts_status ts_image_webp_probe(const uint8_t *data, size_t len, ts_image_info *in
     uint32_t flags = WebPDemuxGetI(dmx, WEBP_FF_FORMAT_FLAGS);
     uint32_t w = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_WIDTH);
     uint32_t h = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_HEIGHT);
-    info->width = w > (uint32_t)TS_IMAGE_SIDE_MAX * 4 ? TS_IMAGE_SIDE_MAX * 4 : (int)w;
-    info->height = h > (uint32_t)TS_IMAGE_SIDE_MAX * 4 ? TS_IMAGE_SIDE_MAX * 4 : (int)h;
+    info->width = (int)w; /* 24-bit fields in the container: they fit */
+    info->height = (int)h;
     info->animated = (flags & ANIMATION_FLAG) != 0;
     info->has_alpha = (flags & ALPHA_FLAG) != 0;
     info->orientation = 1;

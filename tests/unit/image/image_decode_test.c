@@ -213,6 +213,7 @@ static void test_truncated(void)
     check_refused("trunc_progressive.jpg", TS_ERR_FORMAT, "JPEG data ends early");
     check_refused("trunc_alpha_lossless.webp", TS_ERR_FORMAT, "WebP");
     check_refused("trunc_quadrants.heic", TS_ERR_FORMAT, "HEIC");
+    check_refused("zero_size.heic", TS_ERR_FORMAT, NULL);
 }
 
 static void test_format_from_magic(void)
