@@ -102,6 +102,11 @@ void ts_unet_destroy(ts_unet *unet);
 ts_status ts_unet_forward(ts_unet *unet, const float *x, int batch, int h, int w, float timestep,
                           const float *context, int tokens, float *out, ts_error *err);
 
+/* The same with one timestep per batch element, timesteps: (B). */
+ts_status ts_unet_forward_t(ts_unet *unet, const float *x, int batch, int h, int w,
+                            const float *timesteps, const float *context, int tokens, float *out,
+                            ts_error *err);
+
 /* ------------------------------------------------------------------ VAE */
 
 ts_status ts_vae_create(const ts_vae_config *cfg, ts_weights *w, const char *prefix, ts_vae **out,
