@@ -26,8 +26,15 @@
  * diffusers' conversion, info.clip.layers is 23 (SD 2.x conditions on the
  * penultimate layer), so clip_skip 0/1 gives what SD 2.x pipelines use.
  *
- * v-prediction (SD 2.x 768) cannot be seen in the weights; the caller
- * decides it (file name, a sidecar config, or a flag).
+ * What shapes cannot tell (heads per attention, GroupNorm groups, the
+ * latent scaling factor, the text layer used, v-prediction) comes from an
+ * "ldm_config" entry in the file's __metadata__ when present (a JSON string
+ * with the original model's settings: unet.num_heads / num_head_channels /
+ * norm_num_groups, vae.norm_num_groups, text.heads / layer_used,
+ * scale_factor, parameterization), else from the published family defaults:
+ * sd1 8 heads, sd2 64-channel heads, 32 groups, CLIP heads of 64 channels,
+ * 0.18215. v-prediction (SD 2.x 768) cannot be seen in the weights: without
+ * metadata prediction_v is -1 and the caller decides (a flag or a sidecar).
  */
 #ifndef TS_CKPT_H
 #define TS_CKPT_H
@@ -40,8 +47,9 @@
 #define TS_CKPT_PREFIX_VAE  "vae."
 
 typedef struct ts_ckpt_info {
-    char family[16]; /* "sd1" or "sd2" */
-    int inpaint;     /* 1 when the UNet has 9 input channels */
+    char family[16];  /* "sd1" or "sd2" */
+    int inpaint;      /* 1 when the UNet has 9 input channels */
+    int prediction_v; /* 1 v-prediction, 0 epsilon, -1 not stated in the file */
     ts_clip_config clip;
     ts_unet_config unet;
     ts_vae_config vae;

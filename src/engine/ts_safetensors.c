@@ -259,8 +259,11 @@ ts_status ts_safetensors_parse(const void *buf, size_t size, ts_safetensors **ou
     json_t *val;
     json_object_foreach(root, key, val)
     {
-        if (strcmp(key, "__metadata__") == 0)
+        if (strcmp(key, "__metadata__") == 0) {
+            if (json_is_object(val) && !st->metadata)
+                st->metadata = json_dumps(val, JSON_COMPACT);
             continue;
+        }
         ts_st_tensor *t = &st->tensors[st->n_tensors];
         s = parse_tensor(key, val, data_size, t, data, err);
         if (s != TS_OK)
@@ -291,6 +294,7 @@ ts_status ts_safetensors_parse(const void *buf, size_t size, ts_safetensors **ou
 fail:
     free(ranges);
     if (st) {
+        free(st->metadata);
         free(st->tensors);
         free(st);
     }
@@ -338,6 +342,7 @@ void ts_safetensors_close(ts_safetensors *st)
         return;
     if (st->map)
         munmap(st->map, st->map_size);
+    free(st->metadata);
     free(st->tensors);
     free(st);
 }

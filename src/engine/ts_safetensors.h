@@ -59,6 +59,7 @@ typedef struct ts_safetensors {
     size_t map_size;
     int n_tensors;
     ts_st_tensor *tensors; /* sorted by name */
+    char *metadata;        /* the "__metadata__" object as compact JSON, or NULL */
 } ts_safetensors;
 
 ts_status ts_safetensors_open(const char *path, ts_safetensors **out, ts_error *err);

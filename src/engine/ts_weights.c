@@ -214,6 +214,11 @@ const ts_st_tensor *ts_weights_at(const ts_weights *w, int i)
     return i >= 0 && i < w->n_entries ? &w->entries[i]->rec : NULL;
 }
 
+const char *ts_weights_file_metadata(const ts_weights *w, int i)
+{
+    return i >= 0 && i < w->n_files ? w->files[i]->metadata : NULL;
+}
+
 static int esize_of(const ts_st_tensor *t)
 {
     return ts_safetensors_dtype_size(t->dtype_name);

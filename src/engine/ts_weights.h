@@ -59,6 +59,10 @@ const ts_st_tensor *ts_weights_find(const ts_weights *w, const char *name);
 int ts_weights_count(const ts_weights *w);
 const ts_st_tensor *ts_weights_at(const ts_weights *w, int i);
 
+/* The "__metadata__" object of the i-th file added, as compact JSON, or
+ * NULL when it has none. Hostile like the rest of the file. */
+const char *ts_weights_file_metadata(const ts_weights *w, int i);
+
 /* Adds name as an alias for elements [elem_offset, elem_offset + prod(shape))
  * of tensor src. Fails when src is missing or the range is outside it. */
 ts_status ts_weights_alias(ts_weights *w, const char *name, const char *src, int64_t elem_offset,

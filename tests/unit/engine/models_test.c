@@ -277,6 +277,27 @@ static void test_sd2_folder(void)
     check_model(&m, load_folder(&m, "tiny-sd2"), "sd2");
 }
 
+static void test_sd1_single_file(void)
+{
+    model m = {.label = "tiny-sd1.safetensors"};
+    check_model(&m, load_single(&m, "tiny-sd1.safetensors"), "sd1");
+}
+
+static void test_sd2_single_file(void)
+{
+    model m = {.label = "tiny-sd2.safetensors"};
+    int ok = load_single(&m, "tiny-sd2.safetensors");
+    if (ok) {
+        /* The file holds every OpenCLIP layer: the full depth matches the
+         * golden's last layer, and clip skip 2 its penultimate. */
+        model full = m;
+        full.label = "tiny-sd2.safetensors (all layers)";
+        full.cc.layers++;
+        check_clip(&full, "sd2_clip.safetensors");
+    }
+    check_model(&m, ok, "sd2");
+}
+
 int main(void)
 {
     const char *fx = getenv("TS_FIXTURES");
@@ -284,5 +305,7 @@ int main(void)
     TS_RUN(test_sd1_folder);
     TS_RUN(test_sd1_f16_folder);
     TS_RUN(test_sd2_folder);
+    TS_RUN(test_sd1_single_file);
+    TS_RUN(test_sd2_single_file);
     return ts_test_finish();
 }
