@@ -225,7 +225,13 @@ def _ve_denoise(model, x, sigma, t, prediction):
 
 
 # ----------------------------------------------------------------------------- samplers
-def sample_euler(model, noise, sched, prediction="epsilon"):
+def _report(callback, i, x, denoised):
+    """callback(i, x_after_step_i, denoised_estimate_of_step_i), if given."""
+    if callback is not None:
+        callback(i, x, denoised)
+
+
+def sample_euler(model, noise, sched, prediction="epsilon", callback=None):
     """Euler (s_churn 0): x <- x + (x - x0)/sigma * (sigma_next - sigma)."""
     sig, ts = sched["sigmas"], sched["timesteps"]
     x = noise * sched["init_noise_sigma"]
@@ -233,10 +239,12 @@ def sample_euler(model, noise, sched, prediction="epsilon"):
         x0 = _ve_denoise(model, x, sig[i], ts[i], prediction)
         d = (x - x0) / sig[i]
         x = x + d * (sig[i + 1] - sig[i])
+        _report(callback, i, x, x0)
     return x
 
 
-def sample_euler_ancestral(model, noise, step_noises, sched, prediction="epsilon"):
+def sample_euler_ancestral(model, noise, step_noises, sched, prediction="epsilon",
+                           callback=None):
     """Euler ancestral (eta 1): step to sigma_down deterministically, then add
     step_noises[i] * sigma_up, with
       sigma_up = sqrt(s_next^2 (s^2 - s_next^2) / s^2), sigma_down = sqrt(s_next^2 - sigma_up^2).
@@ -252,10 +260,11 @@ def sample_euler_ancestral(model, noise, step_noises, sched, prediction="epsilon
         d = (x - x0) / s
         x = x + d * (down - s)
         x = x + step_noises[i] * up
+        _report(callback, i, x, x0)
     return x
 
 
-def sample_dpmpp_2m(model, noise, sched, prediction="epsilon"):
+def sample_dpmpp_2m(model, noise, sched, prediction="epsilon", callback=None):
     """DPM-Solver++(2M), midpoint form, first order on the first step and on the
     last step (final sigma 0). In lambda = -log(sigma):
       h = lambda_next - lambda; x <- (s_next/s) x - expm1(-h) D
@@ -269,6 +278,7 @@ def sample_dpmpp_2m(model, noise, sched, prediction="epsilon"):
         x0 = _ve_denoise(model, x, s, ts[i], prediction)
         if s_next == 0:
             x = x0
+            _report(callback, i, x, x0)
             break
         h = math.log(s) - math.log(s_next)
         if prev_x0 is None:
@@ -278,6 +288,7 @@ def sample_dpmpp_2m(model, noise, sched, prediction="epsilon"):
             D = x0 + (x0 - prev_x0) / (2 * r)
         x = (s_next / s) * x - math.expm1(-h) * D
         prev_x0, h_prev = x0, h
+        _report(callback, i, x, x0)
     return x
 
 
@@ -290,7 +301,7 @@ def _eps_x0_vp(out, x, a_t, prediction):
     raise ValueError(f"unsupported prediction_type {prediction}")
 
 
-def sample_ddim(model, noise, sched, prediction="epsilon"):
+def sample_ddim(model, noise, sched, prediction="epsilon", callback=None):
     """DDIM, eta 0: x0, eps from the model; x <- sqrt(a_prev) x0 + sqrt(1 - a_prev) eps.
     The model sees x unscaled at the integer timestep."""
     x = noise * sched["init_noise_sigma"]
@@ -298,10 +309,11 @@ def sample_ddim(model, noise, sched, prediction="epsilon"):
         eps, x0 = _eps_x0_vp(model(x, t), x, sched["alphas"][i], prediction)
         ap = sched["alphas_prev"][i]
         x = math.sqrt(ap) * x0 + math.sqrt(1 - ap) * eps
+        _report(callback, i, x, x0)
     return x
 
 
-def sample_lcm(model, noise, step_noises, sched, prediction="epsilon"):
+def sample_lcm(model, noise, step_noises, sched, prediction="epsilon", callback=None):
     """LCM multistep: denoised = c_out x0 + c_skip x; then, except after the last
     step, x <- sqrt(a_prev) denoised + sqrt(1 - a_prev) step_noises[i].
     Returns the final denoised latent. step_noises: n - 1 tensors."""
@@ -311,7 +323,9 @@ def sample_lcm(model, noise, step_noises, sched, prediction="epsilon"):
         _, x0 = _eps_x0_vp(model(x, t), x, sched["alphas"][i], prediction)
         den = sched["c_out"][i] * x0 + sched["c_skip"][i] * x
         if i == n - 1:
+            _report(callback, i, den, den)
             return den
         ap = sched["alphas_prev"][i]
         x = math.sqrt(ap) * den + math.sqrt(1 - ap) * step_noises[i]
+        _report(callback, i, x, den)
     return x

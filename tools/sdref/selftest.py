@@ -18,8 +18,12 @@ import os
 import sys
 import tempfile
 
-import numpy as np
-import torch
+try:
+    import numpy as np
+    import torch
+except ImportError:  # the test harness reads 77 as "skipped"
+    print("skip: python3-torch and python3-numpy are needed")
+    sys.exit(77)
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
