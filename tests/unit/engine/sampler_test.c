@@ -311,16 +311,88 @@ static void test_noise_moments(void)
 
 /* ------------------------------------------------------------ goldens */
 
+static void check_array(const char *name, const char *field, json_t *arr, const float *f,
+                        const double *d, int n, double rel)
+{
+    TS_CHECK_INT_EQ((int)json_array_size(arr), n);
+    int bad = 0;
+    for (int i = 0; i < n && i < (int)json_array_size(arr); i++) {
+        double want = json_number_value(json_array_get(arr, (size_t)i));
+        double got = f ? f[i] : d[i];
+        if (!(fabs(got - want) <= rel * fabs(want) + 1e-6) && !bad++)
+            fprintf(stderr, "  %s.%s[%d]: got %.9g want %.9g\n", name, field, i, got, want);
+    }
+    TS_CHECK_INT_EQ(bad, 0);
+}
+
+/* The reference implementation's schedules (tools/sdref/schedulers.py),
+ * with its defaults per scheduler: Euler and DPM "linspace" + offset 0,
+ * DDIM "leading" + offset 1. */
 static void test_golden_schedules(void)
 {
     const char *fx = getenv("TS_FIXTURES");
     char path[1024];
-    snprintf(path, sizeof path, "%s/engine/sampler_golden.json", fx ? fx : "tests/fixtures");
+    snprintf(path, sizeof path, "%s/engine/golden/schedules.json", fx ? fx : "tests/fixtures");
     json_t *root = json_load_file(path, 0, NULL);
     if (!root) {
-        fprintf(stderr, "  (no %s: reference schedules skipped)\n", path);
+        fprintf(stderr, "  (no %s yet: reference comparison skipped)\n", path);
         return;
     }
+    const char *name;
+    json_t *c;
+    int cases = 0;
+    json_object_foreach(root, name, c)
+    {
+        if (!json_is_object(c))
+            continue;
+        const char *kind = json_string_value(json_object_get(c, "scheduler"));
+        json_t *cfg = json_object_get(c, "config");
+        int karras = json_is_true(json_object_get(cfg, "use_karras_sigmas"));
+        if (strcmp(kind, "euler") == 0 && karras)
+            continue; /* Euler with Karras sigmas is not offered */
+        ts_schedule_config sc;
+        ts_schedule_config_default(&sc);
+        int ddim = strcmp(kind, "ddim") == 0;
+        sc.spacing = ddim ? TS_SPACING_LEADING : TS_SPACING_LINSPACE;
+        sc.steps_offset = ddim ? 1 : 0;
+        json_t *v = json_object_get(cfg, "timestep_spacing");
+        if (v)
+            sc.spacing = strcmp(json_string_value(v), "leading") == 0    ? TS_SPACING_LEADING
+                         : strcmp(json_string_value(v), "trailing") == 0 ? TS_SPACING_TRAILING
+                                                                         : TS_SPACING_LINSPACE;
+        if ((v = json_object_get(cfg, "steps_offset")))
+            sc.steps_offset = (int)json_integer_value(v);
+        ts_sampler sampler = strcmp(kind, "euler") == 0 ? TS_SAMPLER_EULER
+                             : strcmp(kind, "dpm") == 0
+                                 ? (karras ? TS_SAMPLER_DPMPP_2M_KARRAS : TS_SAMPLER_DPMPP_2M)
+                             : ddim ? TS_SAMPLER_DDIM
+                                    : TS_SAMPLER_LCM;
+        int steps = (int)json_integer_value(json_object_get(c, "steps"));
+        ts_schedule s;
+        ts_error err;
+        TS_CHECK_INT_EQ(ts_schedule_make(&sc, sampler, steps, &s, &err), TS_OK);
+        check_array(name, "timesteps", json_object_get(c, "timesteps"), s.timesteps, NULL, steps,
+                    1e-6);
+        if (sampler == TS_SAMPLER_EULER || sampler == TS_SAMPLER_DPMPP_2M ||
+            sampler == TS_SAMPLER_DPMPP_2M_KARRAS)
+            check_array(name, "sigmas", json_object_get(c, "sigmas"), s.sigmas, NULL, steps + 1,
+                        1e-4);
+        if (sampler == TS_SAMPLER_EULER)
+            TS_CHECK_NEAR(s.init_noise_sigma,
+                          json_number_value(json_object_get(c, "init_noise_sigma")), 1e-3);
+        if (ddim || sampler == TS_SAMPLER_LCM) {
+            check_array(name, "alphas", json_object_get(c, "alphas"), NULL, s.alpha_t, steps, 1e-5);
+            check_array(name, "alphas_prev", json_object_get(c, "alphas_prev"), NULL, s.alpha_next,
+                        steps, 1e-5);
+        }
+        if (sampler == TS_SAMPLER_LCM) {
+            check_array(name, "c_skip", json_object_get(c, "c_skip"), NULL, s.lcm_c_skip, steps,
+                        1e-4);
+            check_array(name, "c_out", json_object_get(c, "c_out"), NULL, s.lcm_c_out, steps, 1e-5);
+        }
+        cases++;
+    }
+    TS_CHECK(cases >= 10);
     json_decref(root);
 }
 
