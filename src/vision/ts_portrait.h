@@ -17,19 +17,54 @@
  *
  * Thread safety: checks may run from several threads at once; reload swaps
  * the gallery atomically.
+ *
+ * How it decides (details in ts_face.h, ts_names.h, ts_gallery.h and
+ * docs/PORTRAIT.md):
+ *   - faces: face-api's SSD MobileNet v1 detector (score > 0.5), its
+ *     68-point landmarks and its 128-d recognition net, reimplemented in C
+ *     and checked against the package's JavaScript. A face is a protected
+ *     person when its Euclidean distance to any of that person's gallery
+ *     descriptors is at most the threshold.
+ *   - threshold: TS_PORTRAIT_DEFAULT_THRESHOLD unless the operator sets
+ *     one. face-api's customary 0.6 is tuned for "same person?" on good
+ *     photos; measured on our photos (docs/PORTRAIT.md) the same person's
+ *     crops stay far below it and different persons far above, so the default
+ *     is chosen between them, leaning towards refusing (a false refusal costs
+ *     a retry; a miss breaks the promise).
+ *   - prompts: whole-name matching after folding case, accents, look-alike
+ *     letters, digits standing for letters, punctuation and spacing
+ *     (ts_names.h); a surname alone matches only if listed as an alias.
+ *
+ * Costs: the detector always runs at 512 x 512 whatever the photo size (a
+ * 12-megapixel photo costs the same as a small one); landmarks and a
+ * descriptor follow for each face, and are skipped when the gallery is empty.
+ *
+ * Files: models from opts.models_dir (default ts_portrait_default_models_dir),
+ * the gallery from opts.gallery_path (default ts_portrait_default_gallery_path).
  */
 #ifndef TS_PORTRAIT_H
 #define TS_PORTRAIT_H
+
+#include <stddef.h>
 
 #include "ts_error.h"
 #include "ts_image.h"
 
 typedef struct ts_portrait ts_portrait;
 
+/* Descriptor distance at or below which a face is taken for a protected
+ * person (see above and docs/PORTRAIT.md for the measurements). */
+#define TS_PORTRAIT_DEFAULT_THRESHOLD 0.55f
+
+/* Detector score above which a region counts as a face (face-api's default). */
+#define TS_PORTRAIT_DEFAULT_MIN_FACE_SCORE 0.5f
+
 typedef struct ts_portrait_options {
-    const char *models_dir;   /* folder with the face-api weight files */
-    const char *gallery_path; /* gallery file; need not exist yet */
+    const char *models_dir;   /* folder with the face-api weight files; NULL: default */
+    const char *gallery_path; /* gallery file; need not exist yet; NULL: default */
     float threshold;          /* descriptor distance at or below which faces match; <= 0: default */
+    int threads;              /* threads per check; <= 0: 1 (the server runs checks in parallel) */
+    float min_face_score;     /* <= 0: TS_PORTRAIT_DEFAULT_MIN_FACE_SCORE */
 } ts_portrait_options;
 
 typedef struct ts_portrait_verdict {
@@ -43,11 +78,26 @@ void ts_portrait_close(ts_portrait *pc);
 /* Re-reads the gallery file. On error the old gallery stays in force. */
 ts_status ts_portrait_reload(ts_portrait *pc, ts_error *err);
 
+/* 1 when the gallery file's modification time or size differs from what
+ * the last (re)load saw, so a server can poll it and call reload. */
+int ts_portrait_gallery_changed(ts_portrait *pc);
+
 /* Number of protected persons currently loaded. */
 int ts_portrait_gallery_size(const ts_portrait *pc);
 
 ts_status ts_portrait_check_image(ts_portrait *pc, const ts_image *img, ts_portrait_verdict *v,
                                   ts_error *err);
 void ts_portrait_check_prompt(ts_portrait *pc, const char *prompt, ts_portrait_verdict *v);
+
+/* $TOGETHERSHOT_FACE_MODELS, else the folder scripts/setup.sh fills
+ * (models/face in the source tree). */
+const char *ts_portrait_default_models_dir(void);
+
+/* $TOGETHERSHOT_GALLERY, else $XDG_DATA_HOME/togethershot/gallery.json, else
+ * $HOME/.local/share/togethershot/gallery.json. Not under the service's
+ * --data-dir: that folder holds ephemeral encrypted items and is cleared at
+ * start. Writes into buf (size n); returns buf, or NULL if it does not fit
+ * or no home is known. */
+const char *ts_portrait_default_gallery_path(char *buf, size_t n);
 
 #endif
