@@ -110,6 +110,17 @@ ts_status ts_image_heic_decode(const uint8_t *data, size_t len, int max_side,
     for (int y = 0; y < hh; y++)
         memcpy(raw->pixels + (size_t)y * w * channels, plane + (size_t)y * stride,
                (size_t)w * channels);
+    /* We composite straight alpha; undo premultiplication if the file used it. */
+    if (channels == 4 && heif_image_handle_is_premultiplied_alpha(h)) {
+        for (size_t i = 0; i < (size_t)w * hh; i++) {
+            uint8_t *p = raw->pixels + i * 4;
+            unsigned a = p[3];
+            for (int c = 0; c < 3 && a > 0; c++) {
+                unsigned v = (p[c] * 255u + a / 2) / a;
+                p[c] = (uint8_t)(v > 255 ? 255 : v);
+            }
+        }
+    }
 out:
     heif_image_release(img);
     heif_decoding_options_free(opt);
