@@ -247,6 +247,23 @@ ts_image_format ts_image_format_from_name(const char *name)
     return TS_IMAGE_UNKNOWN;
 }
 
+/* The name as people write it, for messages. */
+static const char *format_title(ts_image_format format)
+{
+    switch (format) {
+    case TS_IMAGE_PNG:
+        return "PNG";
+    case TS_IMAGE_JPEG:
+        return "JPEG";
+    case TS_IMAGE_WEBP:
+        return "WebP";
+    case TS_IMAGE_HEIC:
+        return "HEIC";
+    default:
+        return "image";
+    }
+}
+
 /* The ISO base media file brands that mean HEVC-coded HEIF. AVIF and other
  * brands are not HEIC even though they share the container. */
 static int is_heic_brand(const uint8_t *b)
@@ -304,8 +321,6 @@ static int starts_with_ci(const uint8_t *d, size_t len, const char *s)
 /* Names what an unsupported file looks like, for a helpful 415 message. */
 static const char *describe_unknown(const uint8_t *d, size_t len)
 {
-    if (len == 0)
-        return "an empty file";
     if (len >= 6 && (!memcmp(d, "GIF87a", 6) || !memcmp(d, "GIF89a", 6)))
         return "GIF";
     if (len >= 2 && !memcmp(d, "BM", 2))
@@ -381,6 +396,9 @@ ts_status ts_image_probe(const uint8_t *data, size_t len, const ts_image_limits 
         return ts_error_set(err, TS_ERR_LIMIT, "image file is %zu bytes; the limit is %zu bytes",
                             len, l->max_bytes);
 
+    if (len == 0)
+        return ts_error_set(err, TS_ERR_FORMAT, "the image file is empty (0 bytes)");
+
     ts_status st;
     in->format = ts_image_sniff(data, len);
     switch (in->format) {
@@ -405,7 +423,7 @@ ts_status ts_image_probe(const uint8_t *data, size_t len, const ts_image_limits 
         return st;
     if (in->width <= 0 || in->height <= 0)
         return ts_error_set(err, TS_ERR_FORMAT, "%s declares an empty image (%dx%d pixels)",
-                            ts_image_format_name(in->format), in->width, in->height);
+                            format_title(in->format), in->width, in->height);
     if (in->orientation < 1 || in->orientation > 8)
         in->orientation = 1;
     if (in->orientation >= 5) {
@@ -465,7 +483,7 @@ static ts_status decode_raw(const uint8_t *data, size_t len, const ts_image_limi
     if (raw->width != stored.width || raw->height != stored.height) {
         ts_image_raw_free(raw);
         return ts_error_set(err, TS_ERR_FORMAT, "%s decoded to a size its header did not declare",
-                            ts_image_format_name(info->format));
+                            format_title(info->format));
     }
     st = ts_image_raw_orient(raw, info->orientation, err);
     if (st != TS_OK)

@@ -32,8 +32,8 @@
  *     ts_image_free(&img);
  *
  * Error mapping, for every function that reads bytes:
- *   TS_ERR_FORMAT       corrupt, truncated, or lies about itself (a header that
- *                       contradicts the data, a bad checksum, too many scans)
+ *   TS_ERR_FORMAT       empty, corrupt, truncated, or lies about itself (a header
+ *                       that contradicts the data, a bad checksum, too many scans)
  *   TS_ERR_UNSUPPORTED  not a PNG, JPEG, WebP or HEIC file (the message names
  *                       what it looks like: SVG, HTML, GIF, ...)
  *   TS_ERR_LIMIT        bigger than ts_image_limits allow (bytes or pixels)
