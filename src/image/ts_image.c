@@ -674,7 +674,7 @@ ts_status ts_image_encode(const ts_image *img, ts_image_format format, int quali
         break;
     default:
         st = ts_error_set(err, TS_ERR_UNSUPPORTED, "cannot encode %s; use PNG, JPEG or WebP",
-                          ts_image_format_name(format));
+                          format_title(format));
         break;
     }
     if (st != TS_OK) {
