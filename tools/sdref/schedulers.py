@@ -197,6 +197,31 @@ def lcm_schedule(n, cfg=None):
             "c_out": c_out, "init_noise_sigma": 1.0}
 
 
+# ----------------------------------------------------------------------------- img2img
+def img2img_schedule(sched, strength):
+    """diffusers' img2img rule: run only the last min(int(n * strength), n) steps.
+
+    Returns (schedule, start): the schedule cut at index start (sigmas keep
+    their trailing 0) with init_noise_sigma 1, because the starting latent is
+    made by add_noise_ve / add_noise_vp at the first kept step instead."""
+    n = len(sched["timesteps"])
+    keep = min(int(n * strength), n)
+    start = max(n - keep, 0)
+    out = {k: (v[start:] if isinstance(v, np.ndarray) else v) for k, v in sched.items()}
+    out["init_noise_sigma"] = 1.0
+    return out, start
+
+
+def add_noise_ve(x0, noise, sigma):
+    """Noised latent in the x0 + sigma * eps form (Euler, Euler a, DPM++)."""
+    return x0 + noise * sigma
+
+
+def add_noise_vp(x0, noise, a_t):
+    """Noised latent sqrt(a) x0 + sqrt(1 - a) eps (DDIM, LCM)."""
+    return math.sqrt(a_t) * x0 + math.sqrt(1 - a_t) * noise
+
+
 # ----------------------------------------------------------------------------- guidance
 def cfg_model(unet, cond, uncond, guidance):
     """Classifier-free guidance: out = u + g (c - u), the UNet run once on the
