@@ -107,41 +107,13 @@ static int describe_photo(const ts_face_models *m, const char *photo, float *d)
 {
     ts_error err;
     ts_image img = {0};
-    if (ts_image_load_file(photo, NULL, &img, NULL, &err) != TS_OK) {
+    ts_status st = ts_image_load_file(photo, NULL, &img, NULL, &err);
+    if (st == TS_OK)
+        st = ts_face_describe_single(m, &img, d, 2, &err);
+    if (st != TS_OK)
         fprintf(stderr, "togethershot gallery: %s: %s\n", photo, err.message);
-        return 0;
-    }
-    ts_face *faces = malloc(TS_FACE_MAX * sizeof *faces);
-    int n = 0, ok = 0;
-    ts_face_options o = ts_face_options_default();
-    o.threads = 2;
-    if (!faces) {
-        fprintf(stderr, "togethershot gallery: out of memory\n");
-    } else if (ts_face_detect(m, &img, &o, faces, TS_FACE_MAX, &n, &err) != TS_OK) {
-        fprintf(stderr, "togethershot gallery: %s: %s\n", photo, err.message);
-    } else if (n == 0) {
-        fprintf(stderr,
-                "togethershot gallery: %s: no face found; use a photo that shows the "
-                "person's face clearly, facing the camera\n",
-                photo);
-    } else if (n > 1) {
-        fprintf(stderr,
-                "togethershot gallery: %s: %d faces found; use a photo that shows only this "
-                "person (crop it if needed)\n",
-                photo, n);
-    } else if (!faces[0].described) {
-        fprintf(stderr,
-                "togethershot gallery: %s: the face is too close to the edge to "
-                "describe; use another photo\n",
-                photo);
-    } else {
-        memcpy(d, faces[0].descriptor, sizeof faces[0].descriptor);
-        ok = 1;
-    }
-    ts_face_wipe(faces, n);
-    free(faces);
     ts_image_free(&img);
-    return ok;
+    return st == TS_OK;
 }
 
 static int do_add(const args *a, ts_gallery *g, const char *path)

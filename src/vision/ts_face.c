@@ -355,6 +355,38 @@ ts_status ts_face_detect(const ts_face_models *m, const ts_image *img, const ts_
     return TS_OK;
 }
 
+ts_status ts_face_describe_single(const ts_face_models *m, const ts_image *img,
+                                  float out[TS_FACE_DESCRIPTOR_DIM], int threads, ts_error *err)
+{
+    ts_face *faces = malloc(TS_FACE_MAX * sizeof *faces);
+    if (!faces)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory in face detection");
+    ts_face_options o = ts_face_options_default();
+    o.threads = threads;
+    int n = 0;
+    ts_status st = ts_face_detect(m, img, &o, faces, TS_FACE_MAX, &n, err);
+    if (st != TS_OK) {
+        /* the error says why */
+    } else if (n == 0) {
+        st = ts_error_set(err, TS_ERR_NOT_FOUND,
+                          "no face found; use a photo that shows the person's face clearly, "
+                          "facing the camera");
+    } else if (n > 1) {
+        st = ts_error_set(err, TS_ERR_ARG,
+                          "%d faces found; use a photo that shows only this person (crop it if "
+                          "needed)",
+                          n);
+    } else if (!faces[0].described) {
+        st = ts_error_set(err, TS_ERR_ARG,
+                          "the face is too close to the edge to describe; use another photo");
+    } else {
+        memcpy(out, faces[0].descriptor, sizeof faces[0].descriptor);
+    }
+    ts_face_wipe(faces, n);
+    free(faces);
+    return st;
+}
+
 float ts_face_distance(const float *a, const float *b)
 {
     double s = 0;

@@ -88,6 +88,13 @@ void ts_face_align(const float lm[TS_FACE_LANDMARKS][2], int crop_w, int crop_h,
 ts_status ts_face_describe(const ts_face_models *m, const ts_image *img, const int rect[4],
                            float out[TS_FACE_DESCRIPTOR_DIM], int threads, ts_error *err);
 
+/* The descriptor of the one face in img, for enrolling a protected person:
+ * TS_ERR_NOT_FOUND ("no face found ...") when there is none, TS_ERR_ARG
+ * ("N faces found ...") when there are several, so the gallery never gets a
+ * bystander's face by mistake. */
+ts_status ts_face_describe_single(const ts_face_models *m, const ts_image *img,
+                                  float out[TS_FACE_DESCRIPTOR_DIM], int threads, ts_error *err);
+
 /* Euclidean distance between two descriptors (face-api's measure). */
 float ts_face_distance(const float *a, const float *b);
 
