@@ -373,6 +373,24 @@ ts_image_limits ts_image_limits_default(void)
     return l;
 }
 
+/* The limits in force: the caller's, with each zero field taking its
+ * default (so a zero-initialised ts_image_limits means "the defaults"). */
+static ts_image_limits effective_limits(const ts_image_limits *limits)
+{
+    ts_image_limits l = ts_image_limits_default();
+    if (limits) {
+        if (limits->max_bytes)
+            l.max_bytes = limits->max_bytes;
+        if (limits->max_width > 0)
+            l.max_width = limits->max_width;
+        if (limits->max_height > 0)
+            l.max_height = limits->max_height;
+        if (limits->max_pixels)
+            l.max_pixels = limits->max_pixels;
+    }
+    return l;
+}
+
 static int max_side(const ts_image_limits *l)
 {
     int m = l->max_width > l->max_height ? l->max_width : l->max_height;
@@ -384,8 +402,8 @@ static int max_side(const ts_image_limits *l)
 ts_status ts_image_probe(const uint8_t *data, size_t len, const ts_image_limits *limits,
                          ts_image_info *info, ts_error *err)
 {
-    ts_image_limits def = ts_image_limits_default();
-    const ts_image_limits *l = limits ? limits : &def;
+    ts_image_limits eff = effective_limits(limits);
+    const ts_image_limits *l = &eff;
     ts_image_info tmp;
     ts_image_info *in = info ? info : &tmp;
     memset(in, 0, sizeof *in);
@@ -449,8 +467,8 @@ ts_status ts_image_probe(const uint8_t *data, size_t len, const ts_image_limits 
 static ts_status decode_raw(const uint8_t *data, size_t len, const ts_image_limits *limits,
                             ts_image_raw *raw, ts_image_info *info, ts_error *err)
 {
-    ts_image_limits def = ts_image_limits_default();
-    const ts_image_limits *l = limits ? limits : &def;
+    ts_image_limits eff = effective_limits(limits);
+    const ts_image_limits *l = &eff;
     ts_status st = ts_image_probe(data, len, l, info, err);
     if (st != TS_OK)
         return st;
@@ -565,8 +583,8 @@ out:
 ts_status ts_image_load_file(const char *path, const ts_image_limits *limits, ts_image *img,
                              ts_image_info *info, ts_error *err)
 {
-    ts_image_limits def = ts_image_limits_default();
-    const ts_image_limits *l = limits ? limits : &def;
+    ts_image_limits eff = effective_limits(limits);
+    const ts_image_limits *l = &eff;
     if (!path)
         return ts_error_set(err, TS_ERR_ARG, "no image path");
     int fd = open(path, O_RDONLY | O_CLOEXEC);

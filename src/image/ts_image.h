@@ -113,6 +113,8 @@ ts_image_format ts_image_sniff(const uint8_t *data, size_t len);
 
 /* ------------------------------------------------------------------ limits */
 
+/* A zero (or negative) field means its default below; a NULL limits
+ * pointer means all defaults. */
 typedef struct ts_image_limits {
     size_t max_bytes;    /* size of the encoded file                      */
     int max_width;       /* after orientation is applied, in pixels       */

@@ -107,6 +107,37 @@ static void test_exif_orientation_png_and_webp(void)
     free(data);
 }
 
+static void test_exif_written_by_hand(void)
+{
+    /* Big-endian TIFF applies; broken EXIF blocks are ignored, not fatal. */
+    static const char *const names[] = {"exif_be_6.jpg", "exif_bad_value.jpg",
+                                        "exif_bad_offset.jpg", "exif_long_type.jpg"};
+    static const int want[] = {6, 1, 1, 1};
+    ts_image ref = {0};
+    TS_CHECK_INT_EQ(fixture_ppm("quadrants.ppm", &ref), 0);
+    for (int i = 0; i < 4; i++) {
+        ts_image img = {0};
+        ts_image_info info;
+        ts_error err;
+        TS_CHECK_INT_EQ(decode_fixture(names[i], NULL, &img, &info, &err), TS_OK);
+        TS_CHECK_INT_EQ(info.orientation, want[i]);
+        TS_CHECK(image_max_diff(&img, &ref) <= 16);
+        ts_image_free(&img);
+    }
+    ts_image_free(&ref);
+}
+
+static void test_zero_limits_mean_defaults(void)
+{
+    ts_image_limits zero = {0};
+    ts_image img = {0};
+    ts_image_info info;
+    ts_error err;
+    TS_CHECK_INT_EQ(decode_fixture("orient_2.jpg", &zero, &img, &info, &err), TS_OK);
+    ts_image_free(&img);
+    check_refused("huge_dims.png", TS_ERR_LIMIT, "40 megapixels");
+}
+
 static void test_orientation_counts_for_limits(void)
 {
     /* orient_6.jpg is stored 32x64 and shown 64x32: a 40-pixel width limit
@@ -390,6 +421,8 @@ int main(void)
 {
     TS_RUN(test_exif_orientation_jpeg_all_eight);
     TS_RUN(test_exif_orientation_png_and_webp);
+    TS_RUN(test_exif_written_by_hand);
+    TS_RUN(test_zero_limits_mean_defaults);
     TS_RUN(test_orientation_counts_for_limits);
     TS_RUN(test_png_colour_types);
     TS_RUN(test_alpha_over_white_exact_values);
