@@ -182,9 +182,10 @@ ts_status ts_image_jpeg_decode(const uint8_t *data, size_t len, const ts_image_i
         d.output_components != (cmyk ? 4 : 3))
         jpeg_fail_now((j_common_ptr)&d, "unexpected output layout");
 
-    if (ts_image_raw_alloc(raw, info->width, info->height, 3, err) != TS_OK) {
+    ts_status st = ts_image_raw_alloc(raw, info->width, info->height, 3, err);
+    if (st != TS_OK) {
         jpeg_destroy_decompress(&d);
-        return err ? err->status : TS_ERR_NOMEM;
+        return st;
     }
     size_t w = (size_t)info->width;
     if (cmyk) {

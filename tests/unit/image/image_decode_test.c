@@ -275,6 +275,8 @@ static void test_size_limits_before_decode(void)
     TS_CHECK(strstr(err.message, "40 megapixels") != NULL);
     free(data);
     check_refused("huge_dims.png", TS_ERR_LIMIT, "65535x65535");
+    check_refused("huge_dims.jpg", TS_ERR_LIMIT, "60000x60000");
+    check_refused("huge_dims.webp", TS_ERR_LIMIT, "16384x16384");
 
     ts_image_limits lim = ts_image_limits_default();
     lim.max_bytes = 100;
