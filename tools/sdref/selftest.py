@@ -88,10 +88,12 @@ def main():
     with L.init_device("meta"):
         n_unet = L.count_params(UNet2DConditionModel(SD15_UNET))
         n_unet21 = L.count_params(UNet2DConditionModel(SD21_UNET))
+        n_inpaint = L.count_params(UNet2DConditionModel(dict(SD15_UNET, in_channels=9)))
         n_vae = L.count_params(AutoencoderKL(SD_VAE))
         n_clip = L.count_params(CLIPTextModel(SD15_CLIP))
     check(n_unet == 859_520_964, f"SD 1.5 UNet parameters {n_unet:,} == 859,520,964")
     check(n_unet21 == 865_910_724, f"SD 2.1 UNet parameters {n_unet21:,} == 865,910,724")
+    check(n_inpaint == 859_535_364, f"SD 1.5 inpainting UNet parameters {n_inpaint:,} == 859,535,364")
     check(n_vae == 83_653_863, f"SD VAE parameters {n_vae:,} == 83,653,863")
     check(n_clip == 123_060_480, f"SD 1.5 CLIP text parameters {n_clip:,} == 123,060,480")
 
