@@ -234,8 +234,8 @@ static ts_status encode_latent(ts_model *m, const plan *pl, const float *pixels,
     return TS_OK;
 }
 
-static ts_status prepare_source(ts_model *m, const ts_gen_params *p, const plan *pl, source *s,
-                                ts_error *err)
+static ts_status prepare_source(ts_model *m, const ts_gen_params *p, const plan *pl,
+                                const ts_gen_debug *dbg, source *s, ts_error *err)
 {
     memset(s, 0, sizeof(*s));
     int W = pl->width, H = pl->height, f = m->info.vae_scale;
@@ -253,7 +253,9 @@ static ts_status prepare_source(ts_model *m, const ts_gen_params *p, const plan 
         goto done;
     }
     ts_image_to_tensor(&s->image, pixels);
-    if ((st = encode_latent(m, pl, pixels, s->init_lat, err)) != TS_OK)
+    if (dbg && dbg->init_latent)
+        memcpy(s->init_lat, dbg->init_latent, lat * sizeof(float));
+    else if ((st = encode_latent(m, pl, pixels, s->init_lat, err)) != TS_OK)
         goto done;
     if (!pl->inpaint)
         goto done;
@@ -492,7 +494,7 @@ static ts_status generate(ts_model *m, const ts_gen_params *p, int count, const 
     if ((st = encode_text(m, p, &pl, &tc, err)) != TS_OK)
         return st;
     source src = {0};
-    if (p->init_image && (st = prepare_source(m, p, &pl, &src, err)) != TS_OK) {
+    if (p->init_image && (st = prepare_source(m, p, &pl, dbg, &src, err)) != TS_OK) {
         text_cond_free(&tc);
         return st;
     }

@@ -29,10 +29,13 @@
 #include "ts_engine.h"
 
 typedef struct ts_gen_debug {
-    const float *init_noise; /* (C, h, w) standard normal, replaces the generator's */
-    const float *step_noise; /* (steps, C, h, w) for Euler a / LCM, or NULL */
-    float *out_latent;       /* receives the final latent (C, h, w) in model space, or NULL */
-    int skip_decode;         /* 1: stop after sampling; *out stays empty */
+    const float *init_noise;  /* (C, h, w) standard normal, replaces the generator's */
+    const float *step_noise;  /* (steps, C, h, w) for Euler a / LCM, or NULL */
+    const float *init_latent; /* img2img/inpaint: (C, h, w) in model space, replaces the
+                                 VAE-encoded init image (which still sets size and the
+                                 composited pixels) */
+    float *out_latent;        /* receives the final latent (C, h, w) in model space, or NULL */
+    int skip_decode;          /* 1: stop after sampling; *out stays empty */
 } ts_gen_debug;
 
 ts_status ts_generate_ex(ts_model *model, const ts_gen_params *params, const ts_gen_debug *dbg,
