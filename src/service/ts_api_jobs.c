@@ -305,12 +305,19 @@ void ts_api_input_free(ts_api_input *in)
 ts_status ts_api_parse_input(ts_api *api, ts_http_request *req, int allow_images, int need_images,
                              ts_api_input *in, const char **param, ts_error *err)
 {
+    size_t len;
+    const uint8_t *body = ts_http_body(req, &len);
+    return ts_api_parse_body(api, ts_http_header(req, "Content-Type"), body, len, allow_images,
+                             need_images, in, param, err);
+}
+
+ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body, size_t len,
+                            int allow_images, int need_images, ts_api_input *in, const char **param,
+                            ts_error *err)
+{
     const ts_limits *lim = &api->cfg->limits;
     ts_status st = TS_OK;
     json_t *obj = NULL;
-    size_t len;
-    const uint8_t *body = ts_http_body(req, &len);
-    const char *ctype = ts_http_header(req, "Content-Type");
 
     memset(in, 0, sizeof *in);
     ts_job_request_default(&in->rq);

@@ -75,6 +75,14 @@ ts_status ts_api_parse_input(ts_api *api, ts_http_request *req, int allow_images
                              ts_api_input *in, const char **param, ts_error *err);
 void ts_api_input_free(ts_api_input *in);
 
+/* The same parsing over a body and its Content-Type header value (NULL when
+ * absent) held by the caller: what ts_api_parse_input does once it has read
+ * them from the request. Needs only api->cfg; callable without a server
+ * (the request fuzzer uses it). */
+ts_status ts_api_parse_body(ts_api *api, const char *content_type, const uint8_t *body, size_t len,
+                            int allow_images, int need_images, ts_api_input *in, const char **param,
+                            ts_error *err);
+
 /* Makes jansson zero every block it frees (parsed prompts are user
  * content). Call once at start, before any JSON is parsed. */
 void ts_api_json_wipe_on_free(void);
