@@ -31,6 +31,9 @@
 #ifdef TS_SERVICE_HAVE_VISION
 #include "ts_portrait.h"
 #endif
+#ifdef TS_SERVICE_HAVE_TOGETHER
+#include "ts_together.h"
+#endif
 
 #define SUB_RING        16
 #define DEFAULT_NATIVE  512
@@ -540,13 +543,28 @@ struct engine_worker {
     ts_model *model;
 };
 
+/* One image from the engine: txt2img without inputs, img2img (or inpaint
+ * with a mask) with one, the together shot with two to four: the photos are
+ * laid out on one canvas and everything around the people is repainted. */
 static ts_status engine_run(void *user, int worker, const ts_job_work *w, ts_progress_fn progress,
                             void *progress_user, ts_image *out, ts_error *err)
 {
     ts_jobs *jobs = user;
-    if (w->n_inputs > 1)
+    ts_image canvas = {0}, together_mask = {0};
+    if (w->n_inputs > 1) {
+#ifdef TS_SERVICE_HAVE_TOGETHER
+        ts_image photos[TS_JOB_MAX_INPUTS];
+        for (int i = 0; i < w->n_inputs; i++)
+            photos[i] = *w->inputs[i]; /* shallow: the pixels stay the caller's */
+        ts_status st = ts_together_compose(photos, w->n_inputs, w->width, w->height, &canvas,
+                                           &together_mask, err);
+        if (st != TS_OK)
+            return st;
+#else
         return ts_error_set(err, TS_ERR_UNSUPPORTED,
                             "the together shot (2-4 photos) is not available in this build");
+#endif
+    }
     ts_gen_params p;
     ts_gen_params_default(&p);
     p.prompt = w->prompt;
@@ -560,7 +578,20 @@ static ts_status engine_run(void *user, int worker, const ts_job_work *w, ts_pro
     p.init_image = w->n_inputs == 1 ? w->inputs[0] : NULL;
     p.strength = w->strength;
     p.mask = w->mask;
-    return ts_generate(jobs->engine[worker].model, &p, progress, progress_user, out, err);
+    if (canvas.pixels) {
+        p.init_image = &canvas;
+        p.mask = &together_mask;
+        p.strength = 1.0f; /* the scene comes entirely from the prompt */
+    }
+    ts_status st = ts_generate(jobs->engine[worker].model, &p, progress, progress_user, out, err);
+    image_release(&canvas);
+    image_release(&together_mask);
+    return st;
+}
+
+static void engine_round(ts_jobs *jobs, int *width, int *height)
+{
+    ts_engine_round_size(jobs->engine[0].model, width, height);
 }
 
 static ts_status engine_open(ts_jobs *jobs, ts_error *err)
@@ -606,6 +637,10 @@ static ts_status engine_open(ts_jobs *jobs, ts_error *err)
 }
 
 static void engine_close(ts_jobs *jobs)
+{
+}
+
+static void engine_round(ts_jobs *jobs, int *width, int *height)
 {
 }
 #endif
@@ -977,6 +1012,18 @@ static int round_side(int v)
     return v < 64 ? 64 : v;
 }
 
+/* The size the runner will generate: the engine's own rounding when it is
+ * the runner, else multiples of 8 (at least 64). */
+static void round_generated(ts_jobs *jobs, int *width, int *height)
+{
+    if (jobs->engine) {
+        engine_round(jobs, width, height);
+        return;
+    }
+    *width = round_side(*width);
+    *height = round_side(*height);
+}
+
 static ts_status check_request(ts_jobs *jobs, const ts_job_request *rq, ts_error *err)
 {
     const ts_limits *l = &jobs->limits;
@@ -1082,17 +1129,25 @@ ts_status ts_jobs_submit(ts_jobs *jobs, const ts_job_request *rq, ts_job_ticket 
     snprintf(j->response_format, sizeof j->response_format, "%s",
              rq->response_format[0] ? rq->response_format : "b64_json");
 
-    /* Sizes: multiples of 8; beyond native, generate natively (keeping the
-     * aspect ratio) and upscale. */
+    /* Sizes: up to the native size, generated as asked, rounded to what the
+     * model accepts (and delivered at that size). Beyond native, generated at
+     * the native scale (aspect kept) and upscaled to the asked size rounded
+     * down to a multiple of 8. */
     int nw = jobs->native_width, nh = jobs->native_height;
-    j->width = round_side(rq->width ? rq->width : nw);
-    j->height = round_side(rq->height ? rq->height : nh);
-    j->native_width = j->width;
-    j->native_height = j->height;
-    if (j->width > nw || j->height > nh) {
-        double scale = fmin((double)nw / j->width, (double)nh / j->height);
-        j->native_width = round_side((int)(j->width * scale));
-        j->native_height = round_side((int)(j->height * scale));
+    int want_w = rq->width ? rq->width : nw, want_h = rq->height ? rq->height : nh;
+    if (want_w > nw || want_h > nh) {
+        double scale = fmin((double)nw / want_w, (double)nh / want_h);
+        j->width = round_side(want_w);
+        j->height = round_side(want_h);
+        j->native_width = (int)(want_w * scale);
+        j->native_height = (int)(want_h * scale);
+        round_generated(jobs, &j->native_width, &j->native_height);
+    } else {
+        j->native_width = want_w;
+        j->native_height = want_h;
+        round_generated(jobs, &j->native_width, &j->native_height);
+        j->width = j->native_width;
+        j->height = j->native_height;
     }
     ticket->width = j->width;
     ticket->height = j->height;
