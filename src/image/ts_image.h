@@ -54,8 +54,13 @@
  *   - HEIC: primary image only; its rotation and mirroring boxes are applied
  *     by libheif, and an EXIF orientation inside a HEIC file is ignored so the
  *     turn is applied exactly once.
- *   - Scratch buffers inside the codec libraries are freed by those libraries
- *     without being zeroed; our own buffers are zeroed.
+ *   - JPEG is strict: a file that ends before its EOI marker, or with more
+ *     than 256 stray bytes before a marker, is refused (browsers may show
+ *     such files); 12-bit JPEG is unsupported; libjpeg may use at most
+ *     512 MiB for a progressive image's coefficients.
+ *   - Scratch buffers inside the codec libraries (and libpng's copy of text
+ *     embedded on request) are freed by those libraries without being
+ *     zeroed; our own buffers are zeroed.
  */
 #ifndef TS_IMAGE_H
 #define TS_IMAGE_H
