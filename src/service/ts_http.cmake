@@ -6,13 +6,15 @@ set(web_deps "")
 foreach(f ${TS_WEB_FILES})
     list(APPEND web_deps ${TS_WEB_DIR}/${f})
 endforeach()
+string(REPLACE ";" "," web_files_arg "${TS_WEB_FILES}")
 add_custom_command(
     OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/ts_web_assets.c
     COMMAND ${CMAKE_COMMAND} -DOUT=${CMAKE_CURRENT_BINARY_DIR}/ts_web_assets.c
-            -DWEB_DIR=${TS_WEB_DIR} "-DFILES=${TS_WEB_FILES}"
+            -DWEB_DIR=${TS_WEB_DIR} -DFILES=${web_files_arg}
             -P ${CMAKE_CURRENT_SOURCE_DIR}/ts_web_embed.cmake
     DEPENDS ${web_deps} ${CMAKE_CURRENT_SOURCE_DIR}/ts_web_embed.cmake
-    COMMENT "Embedding web/ into the binary")
+    COMMENT "Embedding web/ into the binary"
+    VERBATIM)
 target_sources(ts_service PRIVATE
     ts_http.c
     ts_multipart.c

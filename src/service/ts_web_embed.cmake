@@ -1,8 +1,9 @@
 # Turns the files of web/ into a C source with one byte array per file, so the
 # page ships inside the binary (nothing to install, nothing to fetch: P8).
-#   cmake -DOUT=ts_web_assets.c -DWEB_DIR=.../web -DFILES="index.html;app.js;style.css" -P ts_web_embed.cmake
+#   cmake -DOUT=ts_web_assets.c -DWEB_DIR=.../web -DFILES=index.html,app.js,style.css -P ts_web_embed.cmake
 set(body "/* Generated from web/ by ts_web_embed.cmake; do not edit. */\n#include \"ts_web.h\"\n\n")
 set(table "")
+string(REPLACE "," ";" FILES "${FILES}")
 set(i 0)
 foreach(name ${FILES})
     file(READ ${WEB_DIR}/${name} hex HEX)

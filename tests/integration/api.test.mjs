@@ -1,0 +1,317 @@
+// The HTTP face against the real binary: the OpenAI client, the native job
+// API with its event stream and downloads, token rules, expiry, errors and
+// security headers on every response.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI, { toFile } from 'openai';
+import {
+  startServer, cleanup, tempDir, fixture, readEvents, MAGIC, checkSecurityHeaders,
+} from './helpers.mjs';
+
+let srv;
+let root;
+const seen = []; // every response, for the header sweep at the end
+
+async function call(path, init = {}) {
+  const resp = await fetch(srv.url + path, init);
+  seen.push([`${init.method || 'GET'} ${path.split('?')[0]}`, resp]);
+  return resp;
+}
+
+async function createJob(body, headers = { 'Content-Type': 'application/json' }) {
+  const resp = await call('/v1/jobs', {
+    method: 'POST', headers, body: typeof body === 'string' || body instanceof FormData
+      ? body : JSON.stringify(body),
+  });
+  const json = await resp.json();
+  return { resp, json };
+}
+
+async function waitDone(job) {
+  const r = await readEvents(`${srv.url}/v1/jobs/${job.id}/events?token=${job.token}`,
+    (ev) => ['done', 'failed', 'refused', 'cancelled'].includes(ev.event));
+  return r;
+}
+
+before(async () => {
+  root = tempDir();
+  srv = await startServer({ dataDir: root + '/data' });
+});
+
+after(async () => {
+  const code = await srv.stop();
+  assert.equal(code, 0, 'serve exits 0 on SIGTERM');
+  cleanup(root);
+});
+
+test('the page, its assets, privacy, healthz, metrics and models answer', async () => {
+  const page = await call('/');
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-type'), /text\/html/);
+  const html = await page.text();
+  assert.match(html, /<script src="\/app.js"/);
+  assert.doesNotMatch(html, /<script>(?!<)/, 'no inline script');
+  assert.doesNotMatch(html, /(src|href)="(https?:)?\/\//, 'nothing from another origin');
+  for (const [p, type] of [['/app.js', /javascript/], ['/style.css', /text\/css/]]) {
+    const r = await call(p);
+    assert.equal(r.status, 200, p);
+    assert.match(r.headers.get('content-type'), type);
+    assert.doesNotMatch(await r.text(), /https?:\/\//, `${p} names no other origin`);
+  }
+  const priv = await call('/privacy');
+  assert.equal(priv.status, 200);
+  assert.match(await priv.text(), /24|hour|retention/i);
+  const hz = await call('/healthz');
+  assert.equal(hz.status, 200);
+  assert.equal((await hz.json()).status, 'ok');
+  const met = await call('/metrics');
+  assert.equal(met.status, 200, 'metrics answer loopback');
+  assert.match(await met.text(), /# (TYPE|HELP)/);
+  const models = await call('/v1/models');
+  const list = await models.json();
+  assert.equal(list.object, 'list');
+  assert.equal(list.data.length, 1);
+  assert.equal(list.data[0].object, 'model');
+  const nothing = await call('/no/such/thing');
+  assert.equal(nothing.status, 404);
+  const e = await nothing.json();
+  assert.equal(e.error.type, 'invalid_request_error');
+  assert.equal(typeof e.error.message, 'string');
+});
+
+test('OpenAI client: generation as b64_json and as url', async () => {
+  const client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: 'unused', maxRetries: 0 });
+  const models = await client.models.list();
+  assert.equal(models.data.length, 1);
+
+  const b64 = await client.images.generate({
+    prompt: 'a red heart', n: 2, size: '64x64', response_format: 'b64_json', steps: 3, seed: 7,
+  });
+  assert.equal(b64.data.length, 2);
+  assert.ok(b64.created > 0);
+  for (const d of b64.data) assert.ok(MAGIC.png(Buffer.from(d.b64_json, 'base64')));
+
+  const url = await client.images.generate({
+    prompt: 'a blue square', size: '64x64', response_format: 'url', output_format: 'webp',
+    steps: 2,
+  });
+  assert.equal(url.data.length, 1);
+  assert.match(url.data[0].url, /^http:\/\/127\.0\.0\.1:\d+\/v1\/jobs\/[\w-]+\/images\/0\.webp\?token=/);
+  const img = await fetch(url.data[0].url);
+  assert.equal(img.status, 200);
+  assert.equal(img.headers.get('content-type'), 'image/webp');
+  assert.ok(MAGIC.webp(Buffer.from(await img.arrayBuffer())));
+});
+
+test('OpenAI client: edit with two images, and errors the client surfaces', async () => {
+  const client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: 'unused', maxRetries: 0 });
+  const edit = await client.images.edit({
+    image: [await toFile(fixture('orient_1.jpg'), 'a.jpg', { type: 'image/jpeg' }),
+      await toFile(fixture('rgba.png'), 'b.png', { type: 'image/png' })],
+    prompt: 'the two of them at the beach', size: '64x64', steps: 2,
+  });
+  assert.equal(edit.data.length, 1);
+  assert.ok(MAGIC.png(Buffer.from(edit.data[0].b64_json, 'base64')));
+
+  await assert.rejects(client.images.generate({ prompt: 'x', n: 99 }), (err) => {
+    assert.equal(err.status, 400);
+    assert.equal(err.type, 'invalid_request_error');
+    assert.equal(err.param, 'n');
+    assert.match(err.message, /n/);
+    return true;
+  });
+  await assert.rejects(client.images.generate({ prompt: '' }), (err) => {
+    assert.equal(err.status, 400);
+    assert.equal(err.param, 'prompt');
+    assert.match(err.message, /prompt/);
+    return true;
+  });
+  await assert.rejects(client.images.edit({
+    image: await toFile(Buffer.from('not an image at all, just words'), 'x.png'),
+    prompt: 'x',
+  }), (err) => {
+    assert.equal(err.status, 415);
+    assert.equal(err.param, 'image');
+    return true;
+  });
+});
+
+test('native job: create, status, events, downloads in three formats, delete', async () => {
+  const { resp, json: job } = await createJob({ prompt: 'a lighthouse', size: '64x64', steps: 4,
+    n: 1 });
+  assert.equal(resp.status, 202);
+  assert.match(job.id, /^[\w-]{16,}$/);
+  assert.match(job.token, /^[\w-]{40,}$/);
+  assert.equal(job.status_url, `/v1/jobs/${job.id}`);
+  assert.equal(job.events_url, `/v1/jobs/${job.id}/events`);
+
+  const ev = await waitDone(job);
+  assert.equal(ev.status, 200);
+  assert.match(ev.headers.get('content-type'), /text\/event-stream/);
+  assert.equal(ev.headers.get('cache-control'), 'no-store');
+  const names = ev.events.map((e) => e.event);
+  assert.equal(names.at(-1), 'done', names.join(','));
+  const progress = ev.events.filter((e) => e.event === 'progress');
+  assert.ok(progress.length >= 1, 'progress events arrive');
+  const last = progress.at(-1).json;
+  assert.equal(last.total, 4);
+  assert.ok(last.step >= 1 && last.step <= last.total);
+  const withPreview = progress.find((e) => e.json.preview);
+  if (withPreview) assert.match(withPreview.json.preview, /^data:image\/png;base64,/);
+
+  const st = await call(`/v1/jobs/${job.id}`, { headers: { Authorization: `Bearer ${job.token}` } });
+  assert.equal(st.status, 200);
+  const status = await st.json();
+  assert.equal(status.status, 'done');
+  assert.equal(status.images.length, 1);
+  assert.ok(status.expires_at > Date.now() / 1000);
+
+  for (const [ext, type, magic] of [['png', 'image/png', MAGIC.png],
+    ['jpg', 'image/jpeg', MAGIC.jpeg], ['webp', 'image/webp', MAGIC.webp]]) {
+    const r = await call(`/v1/jobs/${job.id}/images/0.${ext}`, {
+      headers: { 'X-Job-Token': job.token },
+    });
+    assert.equal(r.status, 200, ext);
+    assert.equal(r.headers.get('content-type'), type);
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(r.headers.get('cache-control'), 'no-store');
+    assert.ok(magic(Buffer.from(await r.arrayBuffer())), `${ext} magic bytes`);
+  }
+
+  const del = await call(`/v1/jobs/${job.id}`, {
+    method: 'DELETE', headers: { 'X-Job-Token': job.token },
+  });
+  assert.equal(del.status, 200);
+  const gone = await call(`/v1/jobs/${job.id}?token=${job.token}`);
+  assert.equal(gone.status, 404);
+  const img = await call(`/v1/jobs/${job.id}/images/0.png?token=${job.token}`);
+  assert.equal(img.status, 404);
+});
+
+test('native job from multipart with a photo', async () => {
+  const form = new FormData();
+  form.append('prompt', 'me on the moon');
+  form.append('size', '64x64');
+  form.append('steps', '2');
+  form.append('image', new Blob([fixture('orient_6.jpg')], { type: 'image/jpeg' }), 'p.jpg');
+  const resp = await call('/v1/jobs', { method: 'POST', body: form });
+  assert.equal(resp.status, 202, await resp.clone().text());
+  const job = await resp.json();
+  const ev = await waitDone(job);
+  assert.equal(ev.events.at(-1).event, 'done');
+});
+
+test('a missing or wrong token answers exactly like a job that never existed', async () => {
+  const { json: job } = await createJob({ prompt: 'secret', size: '64x64', steps: 1 });
+  await waitDone(job);
+  const wrong = 'A'.repeat(job.token.length);
+  const bodies = [];
+  for (const [path, init] of [
+    [`/v1/jobs/${job.id}`, {}],
+    [`/v1/jobs/${job.id}`, { headers: { 'X-Job-Token': wrong } }],
+    [`/v1/jobs/${job.id}?token=${wrong}`, {}],
+    [`/v1/jobs/NeverExistedJobId12345`, { headers: { 'X-Job-Token': job.token } }],
+    [`/v1/jobs/NeverExistedJobId12345?token=${wrong}`, {}],
+    [`/v1/jobs/${job.id}/images/0.png?token=${wrong}`, {}],
+    [`/v1/jobs/${job.id}/events?token=${wrong}`, {}],
+    [`/v1/jobs/${job.id}`, { method: 'DELETE', headers: { 'X-Job-Token': wrong } }],
+  ]) {
+    const r = await call(path, init);
+    assert.equal(r.status, 404, path);
+    bodies.push(Buffer.from(await r.arrayBuffer()));
+  }
+  for (const b of bodies) assert.ok(b.equals(bodies[0]), 'byte-identical 404 bodies');
+  // The right token still works: nothing above touched the job.
+  const ok = await call(`/v1/jobs/${job.id}?token=${job.token}`);
+  assert.equal(ok.status, 200);
+});
+
+test('results expire at retention (test clock)', async () => {
+  const { json: job } = await createJob({ prompt: 'ephemeral', size: '64x64', steps: 1 });
+  await waitDone(job);
+  const before = await call(`/v1/jobs/${job.id}?token=${job.token}`);
+  const st = await before.json();
+  assert.ok(st.expires_in > 0 && st.expires_in <= 24 * 3600);
+  const adv = await call('/v1/test/clock', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ advance_ms: (st.expires_in + 5) * 1000 }),
+  });
+  assert.equal(adv.status, 200);
+  const after = await call(`/v1/jobs/${job.id}?token=${job.token}`);
+  assert.equal(after.status, 404);
+  const img = await call(`/v1/jobs/${job.id}/images/0.png?token=${job.token}`);
+  assert.equal(img.status, 404);
+});
+
+test('bad requests get one clear error shape', async () => {
+  const cases = [
+    [{ body: '{"prompt": ', headers: { 'Content-Type': 'application/json' } }, 400, /JSON/],
+    [{ body: '[1,2]', headers: { 'Content-Type': 'application/json' } }, 400, /JSON object/],
+    [{ body: JSON.stringify({ prompt: 'x', size: 'big' }),
+      headers: { 'Content-Type': 'application/json' } }, 400, /size/],
+    [{ body: JSON.stringify({ prompt: 'x', steps: 'many' }),
+      headers: { 'Content-Type': 'application/json' } }, 400, /steps/],
+    [{ body: JSON.stringify({ prompt: 'x'.repeat(5000) }),
+      headers: { 'Content-Type': 'application/json' } }, 400, /prompt/],
+    [{ body: 'prompt=x', headers: { 'Content-Type': 'text/plain' } }, 415, /json/i],
+  ];
+  for (const [init, status, re] of cases) {
+    const r = await call('/v1/jobs', { method: 'POST', ...init });
+    assert.equal(r.status, status, init.body.slice(0, 40));
+    const e = await r.json();
+    assert.match(e.error.message, re);
+    assert.ok('type' in e.error && 'param' in e.error && 'code' in e.error);
+  }
+  const wrongMethod = await call('/v1/models', { method: 'POST' });
+  assert.equal(wrongMethod.status, 405);
+});
+
+test('uploads: every orientation and colour kind accepted; broken ones refused', async () => {
+  const accepted = ['orient_1.jpg', 'orient_2.jpg', 'orient_3.jpg', 'orient_4.jpg',
+    'orient_5.jpg', 'orient_6.jpg', 'orient_7.jpg', 'orient_8.jpg', 'gray.jpg', 'gray.png',
+    'palette_trns.png', 'rgb16.png', 'cmyk_plain.jpg', 'cmyk_adobe.jpg', 'rgba.png',
+    'alpha_lossy.webp'];
+  const send = async (name, bytes) => {
+    const form = new FormData();
+    form.append('prompt', 'test');
+    form.append('size', '64x64');
+    form.append('steps', '1');
+    form.append('image', new Blob([bytes]), name);
+    const r = await call('/v1/jobs', { method: 'POST', body: form });
+    const j = await r.json();
+    if (r.status === 202) {
+      await waitDone(j);
+      await call(`/v1/jobs/${j.id}`, { method: 'DELETE', headers: { 'X-Job-Token': j.token } });
+    }
+    return [r.status, j];
+  };
+  for (const name of accepted) {
+    const [status, j] = await send(name, fixture(name));
+    assert.equal(status, 202, `${name}: ${JSON.stringify(j)}`);
+  }
+  for (const [name, want] of [['trunc_orient_1.jpg', 400], ['trunc_interlaced.png', 400],
+    ['random.bin', 415], ['svg_named.png', 415], ['html_named.png', 415],
+    ['huge_dims.png', 413]]) {
+    const [status, j] = await send(name, fixture(name));
+    assert.equal(status, want, `${name}: ${JSON.stringify(j)}`);
+    assert.equal(j.error.param, 'image');
+    assert.ok(j.error.message.length > 10);
+  }
+  // A body past the server's limit is cut off with 413 before it is read.
+  const big = Buffer.alloc(70 * 1024 * 1024, 0x41);
+  const r = await call('/v1/jobs', {
+    method: 'POST', body: big, headers: { 'Content-Type': 'multipart/form-data; boundary=x' },
+  }).catch((e) => e);
+  if (!(r instanceof Error)) assert.equal(r.status, 413);
+});
+
+test('security headers on every response, and no Set-Cookie anywhere', async () => {
+  assert.ok(seen.length > 30, 'the sweep covers many responses');
+  for (const [what, resp] of seen) checkSecurityHeaders(assert, resp, what);
+  for (const [what, resp] of seen) {
+    if (what.startsWith('GET /v1/') || what.startsWith('POST /v1/') ||
+        what.startsWith('DELETE /v1/')) {
+      assert.equal(resp.headers.get('cache-control'), 'no-store', `${what}: no-store`);
+    }
+  }
+});
