@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ struct job {
     uint8_t token_hash[crypto_generichash_BYTES];
     int refs;
     int in_table;
-    int cancel;
+    _Atomic int cancel; /* set under the lock; the worker also peeks without it */
     ts_job_state state;
 
     char *prompt; /* ts_secure copies, wiped at job end (P1) */

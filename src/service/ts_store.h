@@ -5,9 +5,12 @@
  * Design note - the invariants this module keeps:
  *  - Every item is encrypted with its own random 256-bit key
  *    (crypto_secretstream_xchacha20poly1305). Keys live only in one
- *    sodium_malloc'd region: locked in RAM (never swapped), excluded from
- *    core dumps (MADV_DONTDUMP), guarded by canaries. No key ever reaches a
- *    file, a log or a metric.
+ *    sodium_malloc'd region: excluded from core dumps (MADV_DONTDUMP),
+ *    guarded by pages and a canary, and locked in RAM so it is never swapped
+ *    (best effort: when RLIMIT_MEMLOCK is smaller than max_items * 32 bytes
+ *    the lock is silently skipped by libsodium and the keys could reach
+ *    swap; run with swap off or encrypted, or raise the limit). No key ever
+ *    reaches a file, a log or a metric.
  *  - On disk an item is one file in the data folder, named by 32 random hex
  *    characters, mode 0600, holding only ciphertext. In memory-only mode the
  *    ciphertext stays in process memory and nothing is written anywhere.
