@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,9 @@ static void usage(FILE *to)
             "                         default 0.75; inpainting and together shot 1.0)\n"
             "      --size WxH         output size (default: the model's native size).\n"
             "                         Sizes above the native size are generated at the\n"
-            "                         native size and upscaled; other sizes are rounded\n"
-            "                         to what the model accepts (the message says so)\n"
+            "                         native pixel count (same aspect) and upscaled;\n"
+            "                         other sizes are rounded to what the model takes\n"
+            "                         (the message says so)\n"
             "      --steps N          sampler steps (default: the model's)\n"
             "      --guidance G       classifier-free guidance; <= 1 turns it off\n"
             "      --seed N           seed (default: random; printed)\n"
@@ -274,7 +276,8 @@ static int apply(request *r, int opt, const char *v, const char *from)
     default:
         break;
     }
-    fprintf(stderr, "togethershot generate: invalid value '%s' for %s\n", v, from);
+    fprintf(stderr, "togethershot generate: invalid value '%s' for %s%s\n", v,
+            strlen(from) > 2 && from[0] != 'T' ? "--" : "", from);
     return 0;
 }
 
@@ -364,8 +367,8 @@ int ts_cli_generate(int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":o:n:qh", longopts, NULL)) != -1) {
+    int c, li = -1;
+    while ((li = -1, c = getopt_long(argc, argv, ":o:n:qh", longopts, &li)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return TS_EXIT_OK;
@@ -380,7 +383,7 @@ int ts_cli_generate(int argc, char **argv)
                     c == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
             usage(stderr);
             return TS_EXIT_USAGE;
-        } else if (!apply(&r, c, optarg, argv[optind - 1])) {
+        } else if (!apply(&r, c, optarg, li >= 0 ? longopts[li].name : c == 'n' ? "-n" : "-o")) {
             return TS_EXIT_USAGE;
         }
     }
@@ -435,9 +438,10 @@ int ts_cli_generate(int argc, char **argv)
     int want_h = r.height ? r.height : info.native_height;
     int gen_w = want_w, gen_h = want_h, upscale = 0;
     if (want_w > info.native_width || want_h > info.native_height) {
-        double s = (double)info.native_width / want_w;
-        if ((double)info.native_height / want_h < s)
-            s = (double)info.native_height / want_h;
+        /* The native pixel count at the requested aspect ratio. */
+        double s = sqrt((double)info.native_width * info.native_height / want_w / want_h);
+        if (s > 1.0)
+            s = 1.0;
         gen_w = (int)(want_w * s + 0.5);
         gen_h = (int)(want_h * s + 0.5);
         upscale = 1;
