@@ -5,8 +5,9 @@
  * (reorders between plain and blocked activations, memory objects whose data
  * handles are set per call). Blocked activation buffers are shared by all
  * entries of one ts_dnnl and grow to the largest shape seen; they are
- * scratch, valid only within one call. Entries are never evicted: a network
- * meets a few dozen shapes per image size.
+ * scratch, valid only within one call. A network meets a few dozen shapes
+ * per image size; past DNNL_CACHE_MAX shapes the oldest is evicted (a server
+ * that sees many image sizes rebuilds primitives for the old ones).
  */
 #include "ts_dnnl.h"
 
@@ -344,8 +345,11 @@ ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int 
         if (memcmp(&d->convs[i]->key, &key, sizeof(key)) == 0)
             e = d->convs[i];
     if (!e) {
-        if (d->n_convs >= DNNL_CACHE_MAX)
-            return ts_error_set(err, TS_ERR_LIMIT, "too many distinct convolution shapes");
+        if (d->n_convs >= DNNL_CACHE_MAX) { /* evict the oldest shape */
+            conv_entry_free(d->convs[0]);
+            memmove(d->convs, d->convs + 1, (size_t)(d->n_convs - 1) * sizeof(d->convs[0]));
+            d->n_convs--;
+        }
         s = conv_entry_make(d, &key, &e, err);
         if (s != TS_OK)
             return s;
@@ -488,8 +492,11 @@ ts_status ts_dnnl_matmul(ts_dnnl *d, const ts_matmul_args *a, ts_error *err)
         if (memcmp(&d->matmuls[i]->key, &key, sizeof(key)) == 0)
             e = d->matmuls[i];
     if (!e) {
-        if (d->n_matmuls >= DNNL_CACHE_MAX)
-            return ts_error_set(err, TS_ERR_LIMIT, "too many distinct matmul shapes");
+        if (d->n_matmuls >= DNNL_CACHE_MAX) { /* evict the oldest shape */
+            matmul_entry_free(d->matmuls[0]);
+            memmove(d->matmuls, d->matmuls + 1, (size_t)(d->n_matmuls - 1) * sizeof(d->matmuls[0]));
+            d->n_matmuls--;
+        }
         s = matmul_entry_make(d, &key, &e, err);
         if (s != TS_OK)
             return s;

@@ -133,6 +133,39 @@ static void test_matmul(void)
     free(x), free(w), free(b), free(y), free(yr);
 }
 
+/* More distinct shapes than the primitive cache holds: the oldest are
+ * evicted and rebuilt, and every answer stays right. */
+static void test_cache_eviction(void)
+{
+    ts_error err;
+    int k = 3, n = 2;
+    float *a = rand_buf(600 * 3, 1), *b = rand_buf(3 * 2, 1);
+    float *c = malloc(600 * 2 * sizeof(float)), *cr = malloc(600 * 2 * sizeof(float));
+    int bad = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int m = 1; m <= 530; m += pass ? 37 : 1) {
+            ts_matmul_args ma = {.batch = 1,
+                                 .m = m,
+                                 .n = n,
+                                 .k = k,
+                                 .a = a,
+                                 .lda = k,
+                                 .b = b,
+                                 .ldb = n,
+                                 .c = c,
+                                 .ldc = n,
+                                 .alpha = 1.0f};
+            if (ts_dnnl_matmul(dn, &ma, &err) != TS_OK) {
+                bad++;
+                continue;
+            }
+            ts_ref_matmul(1, m, n, k, a, b, 0, NULL, 1.0f, 0, cr);
+            bad += max_abs_diff(c, cr, (size_t)m * n) > 1e-5;
+        }
+    TS_CHECK_INT_EQ(bad, 0);
+    free(a), free(b), free(c), free(cr);
+}
+
 static void test_elementwise(void)
 {
     size_t n = 100003; /* above the parallel threshold, odd */
@@ -290,6 +323,7 @@ int main(void)
     TS_RUN(test_arena);
     TS_RUN(test_conv2d);
     TS_RUN(test_matmul);
+    TS_RUN(test_cache_eviction);
     TS_RUN(test_elementwise);
     TS_RUN(test_norms);
     TS_RUN(test_layout_ops);
