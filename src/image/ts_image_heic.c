@@ -15,10 +15,14 @@
 
 static ts_status heif_failure(struct heif_error he, ts_error *err)
 {
-    if (he.code == heif_error_Memory_allocation_error)
-        return ts_error_set(err, TS_ERR_NOMEM, "out of memory decoding a HEIC");
+    /* libheif reports its security limits with the code of an allocation
+     * failure: test the subcode first, or a hostile header (65535x65535
+     * ispe, an extent far past the end) would read as our memory running out
+     * (503, "try again") instead of a refused file. */
     if (he.subcode == heif_suberror_Security_limit_exceeded)
         return ts_error_set(err, TS_ERR_LIMIT, "HEIC exceeds a decoder limit: %s", he.message);
+    if (he.code == heif_error_Memory_allocation_error)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory decoding a HEIC");
     if (he.subcode == heif_suberror_End_of_data)
         return ts_error_set(err, TS_ERR_FORMAT, "HEIC data ends early (truncated file)");
     if (he.code == heif_error_Unsupported_feature || he.code == heif_error_Unsupported_filetype)
