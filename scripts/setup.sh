@@ -37,7 +37,7 @@ fi
 if ((want_tools)); then
     pkgs+=(python3-torch python3-numpy python3-pil python3-fonttools
            fonts-noto-color-emoji unicode-cldr-core openclipart-png
-           libheif-examples)
+           libheif-examples libopenblas0-openmp)
 fi
 
 missing=()
