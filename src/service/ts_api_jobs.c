@@ -265,6 +265,31 @@ static int field_str(json_t *obj, const char *key, const char **out, const char 
     return 1;
 }
 
+/* One side of "WxH": digits only, 1 .. 2^20 (the limits check the real
+ * maximum later). sscanf's %d is undefined on overflow, and glibc read
+ * "4294967360x64" as 64x64, so the digits are counted here. */
+static int parse_side(const char *s, const char **end, int *out)
+{
+    long v = 0;
+    int digits = 0;
+    while (*s >= '0' && *s <= '9') {
+        if (++digits > 7)
+            return 0;
+        v = v * 10 + (*s++ - '0');
+    }
+    if (digits == 0 || v <= 0 || v > (1 << 20))
+        return 0;
+    *end = s;
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_size(const char *s, int *w, int *h)
+{
+    const char *p;
+    return parse_side(s, &p, w) && *p == 'x' && parse_side(p + 1, &p, h) && *p == '\0';
+}
+
 static int is_image_field(const char *name)
 {
     if (strcmp(name, "image") == 0 || strcmp(name, "image[]") == 0)
@@ -490,8 +515,7 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
     if ((r = field_str(obj, "size", &s, param, err, &st)) < 0)
         goto done;
     if (r > 0 && strcmp(s, "auto") != 0) {
-        char tail;
-        if (sscanf(s, "%dx%d%c", &w, &h, &tail) != 2 || w <= 0 || h <= 0) {
+        if (!parse_size(s, &w, &h)) {
             *param = "size";
             st = ts_error_set(err, TS_ERR_ARG,
                               "'size' must look like 512x512 (width x height) or be 'auto'");
@@ -522,7 +546,7 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
     s = NULL;
     if ((r = field_str(obj, "sampler", &s, param, err, &st)) < 0)
         goto done;
-    if (r > 0 && ts_sampler_parse(s, &in->rq.sampler) != 0) {
+    if (r > 0 && !ts_sampler_parse(s, &in->rq.sampler)) { /* 1 = known name */
         *param = "sampler";
         st = ts_error_set(err, TS_ERR_ARG,
                           "'sampler' must be one of euler, euler_a, dpmpp_2m, dpmpp_2m_karras, "
