@@ -137,7 +137,7 @@ ts_status ts_portrait_reload(ts_portrait *pc, ts_error *err)
     pthread_rwlock_unlock(&pc->lock);
 
     ts_gallery_free(old);
-    ts_log_info("vision", "portrait gallery loaded: %d protected persons", fresh->count);
+    ts_log_info("vision", "portrait gallery loaded; protected persons: %d", fresh->count);
     return TS_OK;
 }
 
