@@ -24,7 +24,7 @@
     const box = $('error');
     box.textContent = text;
     box.hidden = false;
-    box.focus && box.setAttribute('tabindex', '-1');
+    box.setAttribute('tabindex', '-1');
   }
 
   function clearError() {
@@ -155,6 +155,7 @@
       return;
     }
     await forgetJob(true);
+    $('notice').hidden = true;
     setBusy(true);
     setProgress('Sending…', 0);
     $('preview').hidden = true;
@@ -307,10 +308,9 @@
     await forgetJob(true);
     if (had) {
       clearError();
-      setProgress('Deleted. Nothing of that image is left on the server.', 0);
-      $('bar').hidden = true;
-      $('preview').hidden = true;
-      setTimeout(() => { $('bar').hidden = false; }, 0);
+      $('progress-box').hidden = true;
+      $('notice').textContent = 'Deleted. Nothing of those images is left on the server.';
+      $('notice').hidden = false;
     }
   });
 })();

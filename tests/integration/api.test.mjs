@@ -137,7 +137,8 @@ test('OpenAI client: edit with two images, and errors the client surfaces', asyn
 });
 
 test('native job: create, status, events, downloads in three formats, delete', async () => {
-  const { resp, json: job } = await createJob({ prompt: 'a lighthouse', size: '64x64', steps: 4,
+  // Enough steps that the stream is open before the job ends.
+  const { resp, json: job } = await createJob({ prompt: 'a lighthouse', size: '64x64', steps: 30,
     n: 1 });
   assert.equal(resp.status, 202);
   assert.match(job.id, /^[\w-]{16,}$/);
@@ -154,7 +155,7 @@ test('native job: create, status, events, downloads in three formats, delete', a
   const progress = ev.events.filter((e) => e.event === 'progress');
   assert.ok(progress.length >= 1, 'progress events arrive');
   const last = progress.at(-1).json;
-  assert.equal(last.total, 4);
+  assert.equal(last.total, 30);
   assert.ok(last.step >= 1 && last.step <= last.total);
   const withPreview = progress.find((e) => e.json.preview);
   if (withPreview) assert.match(withPreview.json.preview, /^data:image\/png;base64,/);
