@@ -92,6 +92,7 @@ struct ts_http_request {
     int64_t start_mono;
     int status; /* what was queued; 0 while none */
     int responded;
+    int body_over; /* the body went past body_limit; 413 once it has ended */
 
     int parked;     /* MHD_suspend_connection is in force (guarded by srv->lock) */
     int wake;       /* a wake-up arrived while not parked */
@@ -786,7 +787,7 @@ static void respond_too_big(ts_http_request *req)
 static int body_append(ts_http_request *req, const char *data, size_t n)
 {
     if (n > req->body_limit - req->body_len) {
-        respond_too_big(req);
+        req->body_over = 1; /* answered at the end of the body: see on_access */
         return 0;
     }
     if (req->body_len + n > req->body_cap) {
@@ -839,6 +840,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     (void)version;
     ts_http_server *srv = cls;
     ts_http_request *req = *con_cls;
+    enum MHD_Result ret = MHD_YES;
 
     if (!req) {
         req = request_new(srv, conn, url, method);
@@ -858,9 +860,23 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
 
     ts_log_set_request_id(req->id);
-    if (req->responded) {
-        /* An early answer (413, 408) is out; the rest of the body is dropped. */
-        *upload_data_size = 0;
+    if (req->responded || req->body_over) {
+        /* An early answer (413 from Content-Length) is out, or the body went
+         * past the limit on the way: the rest is read and dropped. An answer
+         * queued in the middle of a chunked body is never sent by
+         * libmicrohttpd 0.9.75 (the client waited for the idle timeout), so a
+         * body that went over is answered 413 when it ends; one that keeps
+         * coming past max_request_s is cut off by closing the connection. */
+        if (*upload_data_size) {
+            *upload_data_size = 0;
+            if (srv->opts.max_request_s &&
+                ts_clock_mono_ms() - req->start_mono > (int64_t)srv->opts.max_request_s * 1000) {
+                ret = MHD_NO;
+            }
+            goto out;
+        }
+        if (!req->responded)
+            respond_too_big(req);
         goto out;
     }
     if (*upload_data_size) {
@@ -880,7 +896,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     dispatch(req);
 out:
     ts_log_set_request_id(NULL);
-    return MHD_YES;
+    return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
