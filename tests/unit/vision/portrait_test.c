@@ -11,6 +11,7 @@
  *     not, and reload swaps the gallery (removing the person lifts it).
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -210,6 +211,42 @@ static void crop(const ts_image *src, int x, int y, int w, int h, ts_image *dst)
                src->pixels + ((size_t)(y + r) * src->width + x) * 3, (size_t)w * 3);
 }
 
+typedef struct checker {
+    ts_portrait *pc;
+    const ts_image *img;
+    int failures;
+} checker;
+
+/* Checks from a worker thread while the main thread reloads. */
+static void *checker_main(void *arg)
+{
+    checker *c = arg;
+    for (int i = 0; i < 2; i++) {
+        ts_portrait_verdict v;
+        ts_error err;
+        if (ts_portrait_check_image(c->pc, c->img, &v, &err) != TS_OK || v.faces_found != 4)
+            c->failures++;
+        ts_portrait_check_prompt(c->pc, "Lady Ada", &v);
+    }
+    return NULL;
+}
+
+static void check_concurrently(ts_portrait *pc, const ts_image *img)
+{
+    checker c[2] = {{pc, img, 0}, {pc, img, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, checker_main, &c[i]);
+    for (int i = 0; i < 3; i++) {
+        ts_error err;
+        TS_CHECK_INT_EQ(ts_portrait_reload(pc, &err), TS_OK);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        TS_CHECK_INT_EQ(c[i].failures, 0);
+    }
+}
+
 static void test_enrolment_refusals_and_check(void)
 {
     ts_face_models *m;
@@ -270,6 +307,9 @@ static void test_enrolment_refusals_and_check(void)
     TS_CHECK_INT_EQ(v.refused, 1);
     ts_portrait_check_prompt(pc, "a lady at a ball", &v);
     TS_CHECK_INT_EQ(v.refused, 0);
+
+    /* Checks in two threads while the gallery is reloaded under them. */
+    check_concurrently(pc, &group4);
 
     /* Remove her, see the change, reload: the same photo now passes. */
     ts_gallery_remove(g, "Ada Example");
