@@ -61,13 +61,17 @@ static ts_status find_weights(const char *dir, const char *part, const char *ste
         if (is_file(out))
             return TS_OK;
     }
-    char pickle[TS_MODEL_PATH_MAX];
-    snprintf(pickle, sizeof pickle, "%s/%s/%s.bin", dir, part, stem);
-    if (is_file(pickle))
-        return ts_error_set(err, TS_ERR_UNSUPPORTED,
-                            "%s/%s holds only %s.bin, a pickle file, which can run code when "
-                            "loaded; convert it to .safetensors",
-                            dir, part, stem);
+    static const char *const pickles[] = {"pytorch_model.bin", "diffusion_pytorch_model.bin",
+                                          "model.bin"};
+    for (int i = 0; i < 3; i++) {
+        char pickle[TS_MODEL_PATH_MAX];
+        snprintf(pickle, sizeof pickle, "%s/%s/%s", dir, part, pickles[i]);
+        if (is_file(pickle))
+            return ts_error_set(err, TS_ERR_UNSUPPORTED,
+                                "%s/%s holds only %s, a pickle file, which can run code when "
+                                "loaded; convert it to .safetensors",
+                                dir, part, pickles[i]);
+    }
     return ts_error_set(err, TS_ERR_NOT_FOUND,
                         "%s/%s/%s.safetensors (or .fp16.safetensors) is "
                         "missing",
