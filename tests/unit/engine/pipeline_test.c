@@ -553,6 +553,105 @@ static void test_model_files(void)
 #undef SH
 }
 
+/* A 9-channel inpainting model made from tiny-sd1: conv_in takes the
+ * latent, the mask and the masked image's latent (8 x 9 x 3 x 3, the first
+ * four input channels as trained, the rest small values). */
+static void test_nine_channel_inpainting(void)
+{
+    char src[1200], dir[64] = "/tmp/ts_inpaint_XXXXXX", cmd[4096], path[1400];
+    fixture(src, sizeof src, "tiny-sd1");
+    TS_CHECK(mkdtemp(dir) != NULL);
+    snprintf(cmd, sizeof cmd,
+             "cp -r '%s' '%s/m' && sed -i 's/\"in_channels\": 4/\"in_channels\": 9/' "
+             "'%s/m/unet/config.json'",
+             src, dir, dir);
+    if (run_cmd(cmd) != 0)
+        return;
+
+    /* Rewrite the UNet weights with the wider conv_in. */
+    snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", src);
+    ts_safetensors *st = NULL;
+    ts_error err;
+    TS_CHECK_INT_EQ(ts_safetensors_open(path, &st, &err), TS_OK);
+    if (!st)
+        return;
+    int n = st->n_tensors;
+    const char **names = calloc((size_t)n, sizeof(*names));
+    int *ndims = calloc((size_t)n, sizeof(*ndims));
+    const int64_t **shapes = calloc((size_t)n, sizeof(*shapes));
+    const float **data = calloc((size_t)n, sizeof(*data));
+    int64_t wide[4] = {8, 9, 3, 3};
+    float *conv = calloc(8 * 9 * 9, sizeof(float));
+    for (int i = 0; i < n; i++) {
+        const ts_st_tensor *t = &st->tensors[i];
+        names[i] = t->name;
+        ndims[i] = t->ndim;
+        shapes[i] = t->shape;
+        data[i] = t->data;
+        if (strcmp(t->name, "conv_in.weight") == 0) {
+            const float *w = t->data; /* (8, 4, 3, 3) */
+            for (int o = 0; o < 8; o++)
+                for (int c = 0; c < 9; c++)
+                    for (int k = 0; k < 9; k++)
+                        conv[(o * 9 + c) * 9 + k] =
+                            c < 4 ? w[(o * 4 + c) * 9 + k] : 0.05f * (float)((o + c + k) % 5 - 2);
+            shapes[i] = wide;
+            data[i] = conv;
+        }
+    }
+    snprintf(path, sizeof path, "%s/m/unet/diffusion_pytorch_model.safetensors", dir);
+    TS_CHECK_INT_EQ(ts_safetensors_write_f32(path, n, names, ndims, shapes, data, &err), TS_OK);
+    ts_safetensors_close(st);
+    free(names);
+    free(ndims);
+    free(shapes);
+    free(data);
+    free(conv);
+
+    snprintf(path, sizeof path, "%s/m", dir);
+    ts_model *m = NULL;
+    ts_model_options o = {.threads = 1};
+    TS_CHECK_INT_EQ(ts_model_load(path, &o, &m, &err), TS_OK);
+    if (m) {
+        ts_model_info info;
+        ts_model_get_info(m, &info);
+        TS_CHECK_INT_EQ(info.unet_in_channels, 9);
+        ts_image src_img = {0}, mask = {0};
+        ts_image_alloc(&src_img, 16, 16, &err);
+        ts_image_alloc(&mask, 16, 16, &err);
+        for (int i = 0; i < 16 * 16 * 3; i++)
+            src_img.pixels[i] = (uint8_t)(i * 13 % 256);
+        for (int y = 0; y < 16; y++)
+            memset(mask.pixels + y * 48, 255, 8 * 3); /* repaint the left half */
+        ts_gen_params p;
+        ts_gen_params_default(&p);
+        p.prompt = "a cat";
+        p.steps = 3;
+        ts_image none = make(m, &p, TS_ERR_ARG, NULL); /* needs image and mask */
+        p.init_image = &src_img;
+        p.mask = &mask;
+        p.strength = 1.0f;
+        ts_image a = make(m, &p, TS_OK, NULL), b = make(m, &p, TS_OK, NULL);
+        TS_CHECK(same_image(&a, &b));
+        int kept = 1;
+        for (int y = 0; y < 16 && a.pixels; y++)
+            kept &= memcmp(a.pixels + y * 48 + 24, src_img.pixels + y * 48 + 24, 24) == 0;
+        TS_CHECK(kept);
+        /* The masked image's latent reaches the UNet: another source image
+         * changes the repainted half. */
+        for (int i = 0; i < 16 * 16 * 3; i++)
+            src_img.pixels[i] = (uint8_t)(255 - src_img.pixels[i]);
+        ts_image c = make(m, &p, TS_OK, NULL);
+        TS_CHECK(c.pixels && a.pixels && memcmp(c.pixels, a.pixels, 24) != 0);
+        ts_image *all[] = {&none, &a, &b, &c, &src_img, &mask};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            ts_image_free(all[i]);
+        ts_model_destroy(m);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    run_cmd(cmd);
+}
+
 int main(void)
 {
     const char *fx = getenv("TS_FIXTURES");
@@ -561,5 +660,6 @@ int main(void)
     TS_RUN(test_determinism_and_seeds);
     TS_RUN(test_img2img_and_inpaint);
     TS_RUN(test_model_files);
+    TS_RUN(test_nine_channel_inpainting);
     return ts_test_finish();
 }
