@@ -2,6 +2,7 @@
 #include "ts_face.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +308,47 @@ ts_status ts_face_describe(const ts_face_models *m, const ts_image *img, const i
     return st;
 }
 
+typedef struct describe_job {
+    const ts_face_models *m;
+    const ts_image *img;
+    ts_face *faces;
+    int threads;
+    ts_status status; /* first failure, under lock */
+    ts_error err;
+    pthread_mutex_t lock;
+} describe_job;
+
+/* Landmarks, alignment and descriptor for faces[begin..end). A box too thin
+ * to cut leaves its face found but not described. */
+static void describe_part(void *ctx, int begin, int end)
+{
+    describe_job *j = ctx;
+    for (int i = begin; i < end; i++) {
+        ts_face *f = &j->faces[i];
+        int crop[2];
+        ts_error local;
+        ts_error_clear(&local);
+        ts_status st =
+            ts_face_landmarks(j->m, j->img, f->box, f->landmarks, crop, j->threads, &local);
+        if (st == TS_OK) {
+            ts_face_align(f->landmarks, crop[0], crop[1], f->aligned);
+            st = ts_face_describe(j->m, j->img, f->aligned, f->descriptor, j->threads, &local);
+            f->described = st == TS_OK;
+        }
+        if (st == TS_ERR_ARG)
+            continue;
+        if (st != TS_OK) {
+            pthread_mutex_lock(&j->lock);
+            if (j->status == TS_OK) {
+                j->status = st;
+                j->err = local;
+            }
+            pthread_mutex_unlock(&j->lock);
+            return;
+        }
+    }
+}
+
 ts_status ts_face_detect(const ts_face_models *m, const ts_image *img, const ts_face_options *o,
                          ts_face *faces, int max, int *count, ts_error *err)
 {
@@ -325,28 +367,21 @@ ts_status ts_face_detect(const ts_face_models *m, const ts_image *img, const ts_
         *count = st == TS_OK ? n : 0;
         return st;
     }
-    for (int i = 0; i < n && st == TS_OK; i++) {
-        ts_face *f = &faces[i];
-        int crop[2];
-        ts_error local;
-        ts_error_clear(&local);
-        st = ts_face_landmarks(m, img, f->box, f->landmarks, crop, d.threads, &local);
-        if (st == TS_ERR_ARG) { /* a box too thin to cut: found, not described */
-            st = TS_OK;
-            continue;
-        }
-        if (st == TS_OK) {
-            ts_face_align(f->landmarks, crop[0], crop[1], f->aligned);
-            st = ts_face_describe(m, img, f->aligned, f->descriptor, d.threads, &local);
-            if (st == TS_ERR_ARG) {
-                st = TS_OK;
-                continue;
-            }
-            f->described = st == TS_OK;
-        }
-        if (st != TS_OK && err)
-            *err = local;
+    /* Several faces: one face per thread, each single-threaded (cheaper than
+     * splitting the small per-face layers); one face: split its layers. */
+    describe_job job = {.m = m, .img = img, .faces = faces, .threads = d.threads, .status = TS_OK};
+    pthread_mutex_init(&job.lock, NULL);
+    ts_error_clear(&job.err);
+    if (n >= 2 && d.threads >= 2) {
+        job.threads = 1;
+        ts_face_parallel_for(d.threads, n, describe_part, &job);
+    } else {
+        describe_part(&job, 0, n);
     }
+    pthread_mutex_destroy(&job.lock);
+    st = job.status;
+    if (st != TS_OK && err)
+        *err = job.err;
     if (st != TS_OK) {
         ts_face_wipe(faces, n);
         return st;

@@ -323,6 +323,17 @@ static void test_enrolment_refusals_and_check(void)
     ts_portrait_check_prompt(pc, "Lady Ada", &v);
     TS_CHECK_INT_EQ(v.refused, 0);
 
+    /* Degenerate pictures: a pixel, a line, a black square. */
+    const int sizes[][2] = {{1, 1}, {5000, 1}, {2, 3000}, {64, 64}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        ts_image tiny = {sizes[i][0], sizes[i][1], calloc((size_t)sizes[i][0] * sizes[i][1], 3)};
+        TS_CHECK_INT_EQ(ts_portrait_check_image(pc, &tiny, &v, &err), TS_OK);
+        TS_CHECK_INT_EQ(v.faces_found, 0);
+        free(tiny.pixels);
+    }
+    ts_image empty = {0};
+    TS_CHECK_INT_EQ(ts_portrait_check_image(pc, &empty, &v, &err), TS_ERR_ARG);
+
     /* A broken file keeps the old gallery in force. */
     FILE *f = fopen(path, "w");
     fputs("not json", f);
