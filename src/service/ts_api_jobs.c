@@ -9,6 +9,7 @@
  */
 #include "ts_api_jobs.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,31 +32,21 @@
 
 /* ============================================================ shared parts */
 
-/* jansson allocations with a size header, so every parsed string (prompts
- * from JSON and form fields) is zeroed when released (POLICY.md P1). */
-static void *json_wipe_malloc(size_t n)
-{
-    if (n > SIZE_MAX - 16)
-        return NULL;
-    size_t *p = malloc(n + 16);
-    if (!p)
-        return NULL;
-    p[0] = n;
-    return (char *)p + 16;
-}
-
+/* jansson's blocks are plain malloc blocks (other code may free() what
+ * json_dumps returned), and its free function zeroes each block's usable
+ * size first, so every parsed string (prompts from JSON and form fields) is
+ * wiped when released (POLICY.md P1). malloc_usable_size is glibc's. */
 static void json_wipe_free(void *ptr)
 {
     if (!ptr)
         return;
-    size_t *p = (size_t *)((char *)ptr - 16);
-    sodium_memzero(ptr, p[0]);
-    free(p);
+    sodium_memzero(ptr, malloc_usable_size(ptr));
+    free(ptr);
 }
 
 void ts_api_json_wipe_on_free(void)
 {
-    json_set_alloc_funcs(json_wipe_malloc, json_wipe_free);
+    json_set_alloc_funcs(malloc, json_wipe_free);
 }
 
 void ts_api_respond_no_job(ts_http_request *req)
