@@ -499,6 +499,12 @@ static void finish_job(ts_jobs *jobs, job *j, ts_job_state state, const char *me
     j->state = state;
     snprintf(j->message, sizeof j->message, "%s", message ? message : "");
     j->expires_ms = ts_clock_now_ms() + jobs->retention_ms;
+    /* The record goes with its first result, so the status never lists an
+     * image the store has already destroyed. */
+    ts_store_item_info info;
+    if (j->n_results > 0 && ts_store_info(st, j->result_ids[0], &info) == TS_OK &&
+        info.expires_ms < j->expires_ms)
+        j->expires_ms = info.expires_ms;
     ts_metrics_job(jobs->opts.metrics, outcome_of(state), seconds);
     emit(jobs, j, NULL);
 }
