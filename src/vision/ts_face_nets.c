@@ -208,9 +208,11 @@ ts_status ts_face_ssd_load(const char *dir, ts_face_ssd *net, ts_error *err)
         all[n++] = &net->box[i];
         all[n++] = &net->cls[i];
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if ((st = ts_face_conv_prepare(all[i], err)) != TS_OK)
             goto fail;
+        ts_face_conv_drop_filters(all[i]);
+    }
     ts_face_weights_free(w);
     return TS_OK;
 
@@ -347,7 +349,10 @@ static ts_status load_sepconv(ts_face_sepconv *s, const ts_face_weights *w, cons
     if (!b)
         return TS_ERR_FORMAT;
     memcpy(s->pw.add, b, (size_t)s->pw.cout * sizeof(float));
-    return ts_face_conv_prepare(&s->pw, err);
+    st = ts_face_conv_prepare(&s->pw, err);
+    if (st == TS_OK)
+        ts_face_conv_drop_filters(&s->pw);
+    return st;
 }
 
 ts_status ts_face_landmark_load(const char *dir, ts_face_landmark_net *net, ts_error *err)
@@ -373,6 +378,8 @@ ts_status ts_face_landmark_load(const char *dir, ts_face_landmark_net *net, ts_e
             }
             memcpy(blk->first.add, b, (size_t)blk->first.cout * sizeof(float));
             st = ts_face_conv_prepare(&blk->first, err);
+            if (st == TS_OK)
+                ts_face_conv_drop_filters(&blk->first);
             c = blk->first.cout;
         } else {
             snprintf(prefix, sizeof prefix, "dense%d/conv0", d);
@@ -516,7 +523,10 @@ static ts_status load_scaled_conv(ts_face_conv *cv, const ts_face_weights *w, co
         cv->mul[o] = v[1][o];
         cv->add[o] = v[0][o] * v[1][o] + v[2][o];
     }
-    return ts_face_conv_prepare(cv, err);
+    ts_status st2 = ts_face_conv_prepare(cv, err);
+    if (st2 == TS_OK)
+        ts_face_conv_drop_filters(cv);
+    return st2;
 }
 
 static const struct {

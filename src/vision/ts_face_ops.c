@@ -203,6 +203,13 @@ ts_status ts_face_conv_prepare(ts_face_conv *cv, ts_error *err)
     return TS_OK;
 }
 
+void ts_face_conv_drop_filters(ts_face_conv *cv)
+{
+    assert(cv->packed);
+    free(cv->filters);
+    cv->filters = NULL;
+}
+
 void ts_face_conv_free(ts_face_conv *cv)
 {
     free(cv->filters);

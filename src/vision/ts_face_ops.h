@@ -80,6 +80,9 @@ typedef struct ts_face_dwconv {
 ts_status ts_face_conv_init(ts_face_conv *cv, int kh, int kw, int cin, int cout, int stride,
                             ts_face_pad pad, ts_face_act act, ts_error *err);
 ts_status ts_face_conv_prepare(ts_face_conv *cv, ts_error *err);
+/* Frees the unpacked filters once packed (halves a loaded model's memory);
+ * the conv still runs, but its filters field is NULL afterwards. */
+void ts_face_conv_drop_filters(ts_face_conv *cv);
 void ts_face_conv_free(ts_face_conv *cv);
 
 ts_status ts_face_dwconv_init(ts_face_dwconv *dw, int kh, int kw, int c, int stride,
