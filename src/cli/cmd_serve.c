@@ -225,7 +225,9 @@ int ts_cli_serve(int argc, char **argv)
     ho.tls_cert_path = cfg.tls_cert[0] ? cfg.tls_cert : NULL;
     ho.tls_key_path = cfg.tls_key[0] ? cfg.tls_key : NULL;
     ho.max_connections = (unsigned)cfg.max_connections;
-    ho.per_ip_connections = (unsigned)cfg.max_conns_per_client;
+    /* Behind a trusted proxy every connection comes from the proxy's
+     * address: a per-address cap would throttle everyone together. */
+    ho.per_ip_connections = cfg.trusted_proxies[0] ? 0 : (unsigned)cfg.max_conns_per_client;
     if (ts_http_server_create(&ho, &srv, &err) != TS_OK)
         goto fail;
 
@@ -236,6 +238,11 @@ int ts_cli_serve(int argc, char **argv)
     api.portrait = portrait;
     api.tls_active = ts_http_server_tls(srv);
     api.sync_timeout_s = 600;
+    /* Test mode may shorten the event-stream heartbeat, so tests see
+     * keep-alive comments without waiting ten seconds. */
+    const char *beat = getenv("TOGETHERSHOT_TEST_HEARTBEAT_MS");
+    if (cfg.test_mode && beat)
+        api.heartbeat_ms = atoi(beat) >= 50 ? atoi(beat) : 0;
     ts_http_server_set_observer(srv, observe, metrics);
     if (ts_web_register(&api, srv, &err) != TS_OK ||
         ts_api_openai_register(&api, srv, &err) != TS_OK ||

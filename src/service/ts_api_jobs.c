@@ -27,7 +27,7 @@
 #include "ts_ratelimit.h"
 #include "ts_secure.h"
 
-#define HEARTBEAT_MS   10000
+#define HEARTBEAT_MS   10000 /* default; ts_api.heartbeat_ms overrides */
 #define NO_JOB_MESSAGE "no such job"
 
 /* ============================================================ shared parts */
@@ -790,6 +790,7 @@ struct ts_api_sse {
     pthread_t thread;
     int running;
     int stop;
+    int64_t heartbeat_ms;
     sse_stream *head;
 };
 
@@ -931,7 +932,8 @@ static long sse_read(void *ctx, char *buf, size_t max)
             s->finished = 1;
             continue;
         }
-        if (ts_clock_mono_ms() - s->last_send >= HEARTBEAT_MS - 500) {
+        int64_t beat = s->api->heartbeat_ms > 0 ? s->api->heartbeat_ms : HEARTBEAT_MS;
+        if (ts_clock_mono_ms() - s->last_send >= beat - beat / 20) {
             if (!sse_append(s, ": keep-alive\n\n", 14))
                 return -1;
             continue;
@@ -976,9 +978,15 @@ static void *sse_heartbeat(void *arg)
     struct ts_api_sse *sse = arg;
     pthread_mutex_lock(&sse->lock);
     while (!sse->stop) {
+        int64_t beat = sse->heartbeat_ms;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += HEARTBEAT_MS / 1000;
+        ts.tv_sec += beat / 1000;
+        ts.tv_nsec += (beat % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
         pthread_cond_timedwait(&sse->cond, &sse->lock, &ts);
         if (sse->stop)
             break;
@@ -1110,6 +1118,7 @@ ts_status ts_api_jobs_register(ts_api *api, ts_http_server *srv, ts_error *err)
     api->sse = calloc(1, sizeof *api->sse);
     if (!api->sse)
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+    api->sse->heartbeat_ms = api->heartbeat_ms > 0 ? api->heartbeat_ms : HEARTBEAT_MS;
     pthread_mutex_init(&api->sse->lock, NULL);
     pthread_cond_init(&api->sse->cond, NULL);
     if (pthread_create(&api->sse->thread, NULL, sse_heartbeat, api->sse) != 0)

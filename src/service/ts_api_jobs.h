@@ -44,6 +44,7 @@ typedef struct ts_api {
     ts_portrait *portrait;   /* NULL: portrait checks off (for /privacy) */
     int tls_active;
     int sync_timeout_s;     /* the synchronous OpenAI routes wait at most this long */
+    int heartbeat_ms;       /* SSE keep-alive comment period; 0: 10 s */
     struct ts_api_sse *sse; /* heartbeat state; set by ts_api_jobs_register */
 } ts_api;
 

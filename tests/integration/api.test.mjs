@@ -150,6 +150,7 @@ test('native job: create, status, events, downloads in three formats, delete', a
   assert.equal(ev.status, 200);
   assert.match(ev.headers.get('content-type'), /text\/event-stream/);
   assert.equal(ev.headers.get('cache-control'), 'no-store');
+  assert.equal(ev.retry, 3000, 'the stream tells EventSource how soon to reconnect');
   const names = ev.events.map((e) => e.event);
   assert.equal(names.at(-1), 'done', names.join(','));
   const progress = ev.events.filter((e) => e.event === 'progress');

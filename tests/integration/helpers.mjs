@@ -118,6 +118,7 @@ export async function readEvents(url, until, { timeoutMs = 60000 } = {}) {
   const dec = new TextDecoder();
   let text = '';
   let comments = 0;
+  let retry;
   try {
     outer: for (;;) {
       const { value, done } = await reader.read();
@@ -141,7 +142,9 @@ export async function readEvents(url, until, { timeoutMs = 60000 } = {}) {
           else if (k === 'retry') ev.retry = Number(v);
         }
         if (isComment) { comments++; continue; }
-        if (ev.data) ev.json = JSON.parse(ev.data);
+        if (ev.retry !== undefined) retry = ev.retry;
+        if (!ev.data) continue; // a block without data dispatches nothing (retry: only)
+        ev.json = JSON.parse(ev.data);
         events.push(ev);
         if (until(ev)) break outer;
       }
@@ -150,7 +153,7 @@ export async function readEvents(url, until, { timeoutMs = 60000 } = {}) {
     clearTimeout(timer);
     ctl.abort();
   }
-  return { status: resp.status, headers, events, comments };
+  return { status: resp.status, headers, events, comments, retry };
 }
 
 export const MAGIC = {

@@ -35,7 +35,8 @@ test('rate limit: the expensive bucket runs dry with 429 and Retry-After', async
 test('a full queue answers 503 with Retry-After; the body limit answers 413 at once', async () => {
   const root = tempDir();
   const srv = await startServer({ dataDir: root + '/data',
-    args: ['--queue-size', '1', '--max-body-bytes', '200000', '--max-upload-bytes', '100000'] });
+    args: ['--queue-size', '1', '--max-body-bytes', '200000', '--max-upload-bytes', '100000'],
+    env: { TOGETHERSHOT_TEST_HEARTBEAT_MS: '150' } });
   try {
     // One running (many steps), one waiting, the third does not fit.
     const long = JSON.stringify({ prompt: 'long', size: '64x64', steps: 100 });
@@ -51,7 +52,15 @@ test('a full queue answers 503 with Retry-After; the body limit answers 413 at o
     assert.equal(c.status, 503);
     assert.match(c.headers.get('retry-after') || '', /^\d+$/);
     assert.match((await c.json()).error.message, /queue|busy|full/i);
-    for (const j of [ja, await b.json()]) {
+    // The waiting job's stream: its position, then keep-alive comments while
+    // it waits, until it starts.
+    const jb = await b.json();
+    const wait = await readEvents(`${srv.url}/v1/jobs/${jb.id}/events?token=${jb.token}`,
+      (ev) => ev.event === 'running' || ev.event === 'progress');
+    assert.equal(wait.events[0].event, 'queued');
+    assert.equal(wait.events[0].json.position, 1);
+    assert.ok(wait.comments >= 1, `keep-alive comments while queued: ${wait.comments}`);
+    for (const j of [ja, jb]) {
       await fetch(`${srv.url}/v1/jobs/${j.id}`, { method: 'DELETE',
         headers: { 'X-Job-Token': j.token } });
     }

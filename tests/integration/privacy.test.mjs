@@ -58,6 +58,11 @@ test('a marker sent everywhere appears in no log line and no stored byte', async
     await srv.stop();
   }
   assert.ok(srv.logs.length > 5, 'the server logged its requests');
+  // The access line names the route template, the status and the time.
+  assert.ok(srv.logs.some((l) => / http +r=[0-9a-f]{8} +POST \/v1\/jobs 202 \d+ms/.test(l)),
+    srv.logs.join('\n'));
+  assert.ok(srv.logs.some((l) => /GET \/v1\/jobs\/:id\/images\/:file 200 /.test(l)));
+  assert.ok(srv.logs.some((l) => /GET \(no route\) 404 /.test(l)));
   for (const line of srv.logs) {
     assert.ok(!line.includes(marker), `log line carries the marker: ${line}`);
     assert.doesNotMatch(line, /203\.0\.113\.9|127\.0\.0\.1|agent-/, `log line: ${line}`);
