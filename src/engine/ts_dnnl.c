@@ -135,6 +135,15 @@ void ts_dnnl_destroy(ts_dnnl *d)
     free(d);
 }
 
+void ts_dnnl_trim(ts_dnnl *d)
+{
+    for (int i = 0; i < 3; i++) {
+        free(d->scratch[i]);
+        d->scratch[i] = NULL;
+        d->scratch_size[i] = 0;
+    }
+}
+
 uint64_t ts_dnnl_flops(const ts_dnnl *d)
 {
     return d->flops;

@@ -33,6 +33,10 @@ void ts_dnnl_destroy(ts_dnnl *d);
  * AMX); informational until a bf16 path exists. */
 int ts_dnnl_cpu_has_bf16(void);
 
+/* Frees the blocked-activation scratch buffers (they grow back on the next
+ * call); for networks called rarely with large images. */
+void ts_dnnl_trim(ts_dnnl *d);
+
 /* FLOPs (2 per multiply-add) executed by conv and matmul since creation or
  * the last reset. */
 uint64_t ts_dnnl_flops(const ts_dnnl *d);

@@ -130,7 +130,8 @@ uint64_t ts_clip_last_flops(const ts_clip *clip);
 uint64_t ts_unet_last_flops(const ts_unet *unet);
 uint64_t ts_vae_last_flops(const ts_vae *vae);
 
-/* Bytes of scratch memory each network holds between calls. */
+/* Bytes of scratch memory each network holds between calls (the VAE frees
+ * its scratch after every call, so it reports 0). */
 size_t ts_unet_scratch_bytes(const ts_unet *unet);
 size_t ts_vae_scratch_bytes(const ts_vae *vae);
 

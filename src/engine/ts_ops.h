@@ -75,7 +75,7 @@ void ts_op_timestep_embedding(float t, int dim, int flip_sin_to_cos, float freq_
  *   out_h = softmax(q_h k_h^T * scale [+ causal mask]) v_h.
  *
  * causal: query i sees keys 0..i (CLIP). block_q: queries per block (0 picks
- * one that keeps the score block near 4 MiB). Scratch comes from arena. */
+ * one that keeps the score block near 32 MiB). Scratch comes from arena. */
 typedef struct ts_attention_args {
     int batch, heads, lq, lk, dh;
     const float *q;

@@ -50,6 +50,16 @@ void ts_arena_destroy(ts_arena *a)
     free(a);
 }
 
+void ts_arena_trim(ts_arena *a)
+{
+    assert(a->in_use == 0);
+    for (int i = 0; i < a->n_chunks; i++)
+        free(a->chunks[i].base);
+    a->n_chunks = 0;
+    a->cur = 0;
+    a->reserved = 0;
+}
+
 static size_t round_up(size_t n)
 {
     return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);

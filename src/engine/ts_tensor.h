@@ -39,6 +39,11 @@ void ts_arena_destroy(ts_arena *a);
  * limit or when memory runs out. */
 float *ts_arena_floats(ts_arena *a, size_t n, ts_error *err);
 
+/* Frees every chunk; only when nothing from the arena is in use (after a
+ * network call that is done rarely and needs much scratch, like a VAE
+ * decode, so the memory is not held between images). */
+void ts_arena_trim(ts_arena *a);
+
 ts_arena_mark ts_arena_save(const ts_arena *a);
 void ts_arena_restore(ts_arena *a, ts_arena_mark m);
 

@@ -301,6 +301,15 @@ static ts_status mid_forward(ts_nn_run *run, const vae_mid *m, const float *x, i
     return ts_nn_resnet_forward(run, &m->res[1], tmp, 1, h, w, NULL, y);
 }
 
+/* The VAE runs once or twice per image with the largest activations of the
+ * model (about 1.2 GiB of scratch at 512x512); holding that between images
+ * would cost more memory than re-allocating it costs time. */
+static void vae_trim(ts_vae *v)
+{
+    ts_arena_trim(v->arena);
+    ts_dnnl_trim(v->dnnl);
+}
+
 /* Largest activation between blocks at full size h x w (see ts_unet.c). */
 static size_t largest(const ts_vae_config *cfg, int h, int w)
 {
@@ -388,6 +397,7 @@ ts_status ts_vae_decode(ts_vae *v, const float *latent, int h, int w, float *out
     v->last_flops = ts_dnnl_flops(v->dnnl);
 done:
     ts_arena_restore(v->arena, m0);
+    vae_trim(v);
     return s;
 }
 
@@ -471,6 +481,7 @@ ts_status ts_vae_encode(ts_vae *v, const float *image, int height, int width, fl
     v->last_flops = ts_dnnl_flops(v->dnnl);
 done:
     ts_arena_restore(v->arena, m0);
+    vae_trim(v);
     return s;
 }
 
