@@ -77,18 +77,22 @@ static size_t utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
     return n;
 }
 
-/* Lower-case ASCII letter or digit to its normalised letter (0 = break). */
+/* The one letter that may be i or l: a digit 1 or a capital I, which many
+ * fonts draw like a lower-case l. */
+#define EITHER_I_L '*'
+
+/* ASCII letter or digit to its normalised letter (0 = break). */
 static char ascii_letter(char c)
 {
+    if (c == 'I' || c == '1')
+        return EITHER_I_L;
     if (c >= 'A' && c <= 'Z')
         c = (char)(c - 'A' + 'a');
     if (c >= 'a' && c <= 'z')
-        return c == 'l' ? 'i' : c;
+        return c;
     switch (c) {
     case '0':
         return 'o';
-    case '1':
-        return 'i';
     case '3':
         return 'e';
     case '4':
@@ -100,6 +104,27 @@ static char ascii_letter(char c)
     default:
         return c >= '0' && c <= '9' ? c : 0;
     }
+}
+
+/* Two normalised letters agree when equal, or when one may be i or l and
+ * the other is i, l or the same ambiguity. */
+static int letters_agree(char a, char b)
+{
+    if (a == b)
+        return 1;
+    if (a == EITHER_I_L)
+        return b == 'i' || b == 'l';
+    if (b == EITHER_I_L)
+        return a == 'i' || a == 'l';
+    return 0;
+}
+
+static int letters_match(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!letters_agree(a[i], b[i]))
+            return 0;
+    return 1;
 }
 
 static void set_letters(unit *u, const char *s)
@@ -250,7 +275,7 @@ int ts_names_text_contains(const ts_names_text *text, const ts_names_key *key)
         return 0;
     for (size_t i = 0; i + key->len <= text->len; i++)
         if (text->boundary[i] && text->boundary[i + key->len] &&
-            memcmp(text->letters + i, key->letters, key->len) == 0)
+            letters_match(text->letters + i, key->letters, key->len))
             return 1;
     return 0;
 }
@@ -264,7 +289,7 @@ int ts_names_same(const char *a, const char *b)
         ts_names_key_free(&ka);
         return 0;
     }
-    int same = ka.len == kb.len && memcmp(ka.letters, kb.letters, ka.len) == 0;
+    int same = ka.len == kb.len && letters_match(ka.letters, kb.letters, ka.len);
     ts_names_key_free(&ka);
     ts_names_key_free(&kb);
     return same;

@@ -8,11 +8,12 @@
  *      Greek letters that look like Latin ones fold to those (Cyrillic а е
  *      о р с х у і к м т, Greek ο α ε ι κ ν ρ τ υ χ, ...).
  *   2. ASCII letters are lower-cased; digits and symbols that stand in for
- *      letters are read as those letters: 0 -> o, 1 -> i, 3 -> e, 4 -> a,
- *      5 -> s, 7 -> t, and @ -> a, $ -> s when they touch a letter or digit
- *      (so "costs $5" and "me@home" still split where a reader splits them).
- *   3. 1, i and l are one letter (1 reads as either, and "Wi11" should meet
- *      "Will"), so every l is read as i on both sides.
+ *      letters are read as those letters: 0 -> o, 3 -> e, 4 -> a, 5 -> s,
+ *      7 -> t, and @ -> a, $ -> s when they touch a letter or digit (so
+ *      "costs $5" and "me@home" still split where a reader splits them).
+ *   3. A digit 1 or a capital I may be either i or l (fonts draw I like l),
+ *      so "B1ll", "BiII" and "Bill" meet; a lower-case i and l stay
+ *      different letters, so "all" does not meet "Ali".
  *   4. Everything else (spaces, punctuation, dashes, apostrophes, zero-width
  *      and invalid bytes) separates words.
  *
@@ -41,7 +42,8 @@
 /* Longest name or alias, in bytes of UTF-8. */
 #define TS_NAMES_NAME_MAX 128
 
-/* A name in normalised form: letters only, word breaks removed. */
+/* A name in normalised form: letters only ('*' for "i or l"), word breaks
+ * removed. */
 typedef struct ts_names_key {
     char *letters;
     size_t len;

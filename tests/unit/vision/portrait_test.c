@@ -94,6 +94,12 @@ static void test_prompt_lookalikes_do_not_match(void)
         TS_CHECK_INT_EQ(r, 0);
     }
     TS_CHECK_INT_EQ(prompt_has("Ed Sheeran", "a bed sheer and soft"), 0);
+    /* i and l are only merged for 1 and capital I, never for each other. */
+    TS_CHECK_INT_EQ(prompt_has("Ali", "all of them"), 0);
+    TS_CHECK_INT_EQ(prompt_has("Ali", "ALI at the gym"), 1);
+    TS_CHECK_INT_EQ(prompt_has("Ali", "al1 at the gym"), 1);
+    TS_CHECK_INT_EQ(ts_names_same("ALI", "Ali"), 1);
+    TS_CHECK_INT_EQ(ts_names_same("Ali", "All"), 0);
     TS_CHECK_INT_EQ(prompt_has("!!!", "anything"), -1); /* a name needs letters */
 }
 
