@@ -228,6 +228,11 @@ int ts_cli_serve(int argc, char **argv)
     /* Behind a trusted proxy every connection comes from the proxy's
      * address: a per-address cap would throttle everyone together. */
     ho.per_ip_connections = cfg.trusted_proxies[0] ? 0 : (unsigned)cfg.max_conns_per_client;
+    /* Test mode may shorten the idle timeout, so a test can watch a slow
+     * client being dropped. */
+    const char *idle = getenv("TOGETHERSHOT_TEST_IDLE_TIMEOUT_S");
+    if (cfg.test_mode && idle && atoi(idle) > 0)
+        ho.idle_timeout_s = (unsigned)atoi(idle);
     if (ts_http_server_create(&ho, &srv, &err) != TS_OK)
         goto fail;
 

@@ -95,3 +95,29 @@ test('a full queue answers 503 with Retry-After; the body limit answers 413 at o
     cleanup(root);
   }
 });
+
+test('a client that stalls mid-request is dropped after the idle timeout', async () => {
+  const root = tempDir();
+  const srv = await startServer({ dataDir: root + '/data',
+    env: { TOGETHERSHOT_TEST_IDLE_TIMEOUT_S: '1' } });
+  try {
+    const { port } = new URL(srv.url);
+    const start = Date.now();
+    const closed = await new Promise((resolve, reject) => {
+      const sock = net.connect(Number(port), '127.0.0.1', () => {
+        // Headers never finished: a slowloris client.
+        sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+      });
+      const timer = setTimeout(() => { sock.destroy(); resolve(false); }, 15000);
+      sock.on('close', () => { clearTimeout(timer); resolve(true); });
+      sock.on('error', reject);
+    });
+    assert.ok(closed, 'the server closed the stalled connection');
+    assert.ok(Date.now() - start >= 500, 'not before the timeout');
+    // And it still serves everyone else.
+    assert.equal((await fetch(`${srv.url}/healthz`)).status, 200);
+  } finally {
+    await srv.stop();
+    cleanup(root);
+  }
+});
