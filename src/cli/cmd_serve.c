@@ -233,6 +233,11 @@ int ts_cli_serve(int argc, char **argv)
     const char *idle = getenv("TOGETHERSHOT_TEST_IDLE_TIMEOUT_S");
     if (cfg.test_mode && idle && atoi(idle) > 0)
         ho.idle_timeout_s = (unsigned)atoi(idle);
+    /* Likewise the whole-body deadline, so a test can watch a client that
+     * trickles its body being cut off. */
+    const char *body_s = getenv("TOGETHERSHOT_TEST_REQUEST_TIMEOUT_S");
+    if (cfg.test_mode && body_s && atoi(body_s) > 0)
+        ho.max_request_s = (unsigned)atoi(body_s);
     if (ts_http_server_create(&ho, &srv, &err) != TS_OK)
         goto fail;
 
