@@ -86,6 +86,11 @@ def main():
     write('polyglot_png_html.png', base[:33] + chunk(b'tEXt', b'Comment\0' + page) + base[33:] +
           page)
 
+    # A plain 100 x 50 picture (5,000 pixels): over a pixel limit of 4,096.
+    b = io.BytesIO()
+    Image.new('RGB', (100, 50), (90, 160, 30)).save(b, 'PNG')
+    write('png_100x50.png', b.getvalue())
+
     # ------------------------------------------------------------ GIF + JS
     # A GIF89a that is also JavaScript (GIF89a=...;), named .png.
     gif = (b'GIF89a/*\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00'
