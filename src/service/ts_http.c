@@ -849,7 +849,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *con_cls = req;
         ts_log_set_request_id(req->id);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (req->route && cl) {
+        const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+        if (!req->route && (cl || te)) {
+            /* Nothing here would read the body: answer now rather than
+             * swallow whatever size the client chose to send. */
+            dispatch(req);
+        } else if (req->route && cl) {
             char *end;
             unsigned long long v = strtoull(cl, &end, 10);
             if (*end == '\0' && v > req->body_limit)

@@ -77,6 +77,11 @@ export async function startServer({ dataDir, args = [], env = {}, listen = '127.
       child.kill(signal);
       const [code] = await once(child, 'exit');
       if (buf) logs.push(buf);
+      // A graceful stop must end with 0; anything else (a crash, a sanitizer
+      // report) fails the test that started the server.
+      if (signal === 'SIGTERM' && code !== 0) {
+        throw new Error(`serve exited with ${code} on SIGTERM:\n${logs.slice(-40).join('\n')}`);
+      }
       return code;
     },
   };
