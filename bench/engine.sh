@@ -13,7 +13,8 @@
 # Random weights give noise pictures, but the shapes, FLOPs and memory
 # traffic are the real ones. The checkpoint has no tokenizer: the tiny test
 # fixture's vocabulary stands in (token ids only feed the embedding lookup).
-# Takes several minutes of every core.
+# Takes several minutes of every core. Wall times on a shared machine depend
+# on what else runs: the CPU seconds and GFLOP per CPU-second are printed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +44,13 @@ G_UNET=$(gflop 'UNet 64x64 latent (512x512), batch 1')
 G_UNET2=$(gflop 'UNet 64x64 latent (512x512), batch 2')
 G_CLIP=$(gflop 'CLIP ViT-L/14 text encoder')
 G_VAE=$(gflop 'VAE decoder 64x64 -> 512x512')
+# On a slow or shared machine a whole 20-step 512x512 image takes far too
+# long: by default the whole-image times are sums of the measured parts
+# (TS_BENCH_FULL=1 runs the images for real).
+EST=--estimate
+[ "${TS_BENCH_FULL:-0}" = 1 ] && EST=
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BIN" bench --model "$CKPT" --tokenizer tests/fixtures/engine/tiny-sd1/tokenizer \
-    --size 512x512 --steps "${TS_BENCH_STEPS:-20}" --reps "${TS_BENCH_REPS:-2}" \
+    --size 512x512 --steps "${TS_BENCH_STEPS:-20}" --reps "${TS_BENCH_REPS:-1}" $EST \
     --gflop-clip "$G_CLIP" --gflop-unet "$G_UNET" --gflop-unet2 "$G_UNET2" --gflop-vae "$G_VAE"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
