@@ -90,6 +90,21 @@ static ts_status synthetic_runner(void *user, int worker, const ts_job_work *w,
     return TS_OK;
 }
 
+/* Test mode only: TOGETHERSHOT_TEST_PORTRAIT="NAME" stands in for the face
+ * check, so the refusal paths can be tested end to end without a gallery: a
+ * prompt containing NAME, and any image of exactly 72 x 72 pixels (an upload
+ * or a result), count as showing a protected person. */
+static int test_refuse_prompt(void *user, const char *prompt)
+{
+    return strcasestr(prompt, (const char *)user) != NULL;
+}
+
+static int test_refuse_image(void *user, const ts_image *img)
+{
+    (void)user;
+    return img->width == 72 && img->height == 72;
+}
+
 /* ----------------------------------------------------------------- metrics */
 
 static void observe(void *user, const char *route, int status, double ms)
@@ -201,6 +216,19 @@ int ts_cli_serve(int argc, char **argv)
         jo.native_width = 64;
         jo.native_height = 64;
         ts_log_warn("serve", "test mode: images are made by the synthetic test runner");
+    }
+    const char *refuse = getenv("TOGETHERSHOT_TEST_PORTRAIT");
+    if (refuse && *refuse) {
+        if (!cfg.test_mode) {
+            fprintf(stderr, "togethershot serve: TOGETHERSHOT_TEST_PORTRAIT works only together "
+                            "with test mode\n");
+            rc = TS_EXIT_USAGE;
+            goto cleanup;
+        }
+        jo.check_prompt = test_refuse_prompt;
+        jo.check_image = test_refuse_image;
+        jo.check_user = (void *)refuse;
+        ts_log_warn("serve", "test mode: a stand-in replaces the portrait-rights check");
     }
     if (ts_jobs_create(&jo, &jobs, &err) != TS_OK)
         goto fail;
