@@ -63,6 +63,11 @@ ts_status ts_preview_fit(ts_vae *vae, const ts_vae_config *cfg, ts_preview_map *
 {
     int C = cfg->latent_channels;
     ts_preview_default(C, map);
+    /* The SD 1.x/2.x autoencoder (4 channels, 512 wide, scale 0.18215): the
+     * fixed factors were made for it, and a fit would cost a decode. */
+    if (C == 4 && cfg->n_blocks > 0 && cfg->block_out_channels[cfg->n_blocks - 1] == 512 &&
+        fabsf(cfg->scaling_factor - 0.18215f) < 1e-4f)
+        return TS_OK;
     if (C > TS_PREVIEW_MAX_CHANNELS)
         return ts_error_set(err, TS_ERR_UNSUPPORTED, "more than %d latent channels",
                             TS_PREVIEW_MAX_CHANNELS);

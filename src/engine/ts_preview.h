@@ -2,11 +2,11 @@
  * ts_preview.h - cheap RGB previews of a latent while it is being denoised.
  *
  * A preview is one pixel per latent cell: rgb = A * latent + b, a fixed
- * linear map. At load the map is fitted by least squares on one decode of a
- * random latent (each latent cell against the mean colour of the pixels it
- * decodes to), which works for any VAE including the built-in model's; if
- * that fails (a degenerate fit), the well-known SD 1.x factors for
- * 4-channel latents are used. The colours are approximate by design.
+ * linear map. The SD 1.x/2.x autoencoder gets the well-known SD latent-to-RGB
+ * factors; any other VAE (the built-in model's) gets a map fitted at load by
+ * least squares on one decode of a random latent (each latent cell against
+ * the mean colour of the pixels it decodes to), falling back to the fixed
+ * factors if the fit is degenerate. The colours are approximate by design.
  *
  *     ts_preview_map map;
  *     ts_preview_fit(vae, &vae_cfg, &map, &err);
@@ -32,8 +32,9 @@ typedef struct ts_preview_map {
 /* The fixed SD 1.x factors (4 channels; other counts get a grey map). */
 void ts_preview_default(int channels, ts_preview_map *map);
 
-/* Fits the map from one decode of a random 16x16 latent. On failure map
- * holds the defaults and the status says why (callers may ignore it). */
+/* The fixed factors for the SD autoencoder, else a fit from one decode of a
+ * random 16x16 latent. On failure map holds the defaults and the status says
+ * why (callers may ignore it). */
 ts_status ts_preview_fit(ts_vae *vae, const ts_vae_config *cfg, ts_preview_map *map, ts_error *err);
 
 /* latent: (channels, h, w) in the model's space (as the UNet sees it, i.e.
