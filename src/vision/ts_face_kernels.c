@@ -145,23 +145,40 @@ void KNAME(ts_face_dw_rows)(const float *x, int ih, int iw, int c, const float *
     for (int oy = oy0; oy < oy1; oy++) {
         for (int ox = 0; ox < ow; ox++) {
             float *out = y + ((size_t)oy * ow + ox) * c;
-            memset(out, 0, (size_t)c * sizeof(float));
-            for (int i = 0; i < kh; i++) {
-                int iy = oy * stride - pad_top + i;
-                if (iy < 0 || iy >= ih)
-                    continue;
-                for (int j = 0; j < kw; j++) {
-                    int ix = ox * stride - pad_left + j;
-                    if (ix < 0 || ix >= iw)
+            /* Eight channels at a time, the taps summed in a register. */
+            int ch = 0;
+            for (; ch + 8 <= c; ch += 8) {
+                v8f acc = splat(0.0f);
+                for (int i = 0; i < kh; i++) {
+                    int iy = oy * stride - pad_top + i;
+                    if (iy < 0 || iy >= ih)
                         continue;
-                    const float *in = x + ((size_t)iy * iw + ix) * c;
-                    const float *f = filters + ((size_t)i * kw + j) * c;
-                    for (int ch = 0; ch < c; ch++)
-                        out[ch] += in[ch] * f[ch];
+                    for (int j = 0; j < kw; j++) {
+                        int ix = ox * stride - pad_left + j;
+                        if (ix < 0 || ix >= iw)
+                            continue;
+                        acc += *(const v8f *)(x + ((size_t)iy * iw + ix) * c + ch) *
+                               *(const v8f *)(filters + ((size_t)i * kw + j) * c + ch);
+                    }
                 }
+                *(v8f *)(out + ch) =
+                    activate(acc * *(const v8f *)(mul + ch) + *(const v8f *)(add + ch), act);
             }
-            for (int ch = 0; ch < c; ch++) {
-                float v = out[ch] * mul[ch] + add[ch];
+            /* The channels left over (none in face-api's nets). */
+            for (; ch < c; ch++) {
+                float v = 0.0f;
+                for (int i = 0; i < kh; i++) {
+                    int iy = oy * stride - pad_top + i;
+                    if (iy < 0 || iy >= ih)
+                        continue;
+                    for (int j = 0; j < kw; j++) {
+                        int ix = ox * stride - pad_left + j;
+                        if (ix >= 0 && ix < iw)
+                            v += x[((size_t)iy * iw + ix) * c + ch] *
+                                 filters[((size_t)i * kw + j) * c + ch];
+                    }
+                }
+                v = v * mul[ch] + add[ch];
                 if (act != ACT_NONE && v < 0.0f)
                     v = 0.0f;
                 if (act == ACT_RELU6 && v > 6.0f)
