@@ -89,8 +89,14 @@ int ts_portrait_gallery_changed(ts_portrait *pc);
 /* Number of protected persons currently loaded. */
 int ts_portrait_gallery_size(const ts_portrait *pc);
 
+/* Faces in img against the gallery. An error (TS_ERR_ARG for an empty image,
+ * TS_ERR_NOMEM) leaves v->refused 0: the caller must treat a failed check
+ * as a failed job, never as a pass. */
 ts_status ts_portrait_check_image(ts_portrait *pc, const ts_image *img, ts_portrait_verdict *v,
                                   ts_error *err);
+
+/* Names and aliases in the prompt (UTF-8). Fails closed: a prompt that
+ * cannot be screened (out of memory) comes back refused. */
 void ts_portrait_check_prompt(ts_portrait *pc, const char *prompt, ts_portrait_verdict *v);
 
 /* $TOGETHERSHOT_FACE_MODELS, else the folder scripts/setup.sh fills
