@@ -146,7 +146,34 @@ const generated = {
   filename_inject: () => multipart([prompt, { ...good, filename: 'a"; name="prompt' }]),
   filename_crlf: () => multipart([prompt, { ...good, filename: 'a\r\n\r\n<html>' }]),
   multipart_with_image: () => ({ ...multipart([prompt, good]), path: '/v1/images/generations' }),
+  mask_huge: () => multipart([prompt, good, { ...good, name: 'mask',
+    data: readCase('fixture:huge_dims.png') }]),
+  mask_html: () => multipart([prompt, good, { ...good, name: 'mask',
+    data: readCase('fixture:html_named.png') }]),
+  image4_hostile: () => multipart([prompt, ...Array(3).fill({ ...good, name: 'image[]' }),
+    { ...good, name: 'image[]', data: readCase('fixture:scans_many.jpg') }]),
+  mask_two_images: () => multipart([prompt, { ...good, name: 'image[]' },
+    { ...good, name: 'image[]' }, { ...good, name: 'mask' }]),
+  jobs_five_images: () => ({ ...multipart([prompt, ...Array(5).fill({ ...good, name: 'image[]' })]),
+    path: '/v1/jobs' }),
+  bom: () => json('\ufeff' + JSON.stringify({ prompt: CANARY })),
+  comment: () => json(`{"prompt":"${CANARY}"/* hi */}`),
+  keys_50k: () => json(JSON.stringify({
+    ...Object.fromEntries(Array.from({ length: 50000 }, (_, i) => [`k${i}`, 1])), prompt: CANARY,
+  })),
+  numbers_400k: () => json(`{"prompt":"${CANARY}","a":[${Array(400000).fill(1).join(',')}]}`),
+  key_1mb: () => json(`{"prompt":"${CANARY}","${'k'.repeat(1 << 20)}":1}`),
+  key_1mb_less: () => json(`{"prompt":"${CANARY}","${'k'.repeat((1 << 20) - 100)}":1}`),
+  multipart_case: () => {
+    const mp = multipart([prompt, good]);
+    return { body: mp.body, type: mp.type.replace('multipart/form-data', 'Multipart/Form-Data') };
+  },
+  boundary_inside: () => multipart([{ name: 'prompt', data: CANARY + ' --hOsTiLeBoUnDaRy' }, good]),
 };
+
+function json(body) {
+  return { path: '/v1/images/generations', type: 'application/json', body };
+}
 
 for (const c of cases.requests) {
   test(`request: ${c.name}`, async () => {
