@@ -602,8 +602,9 @@ static int park(ts_http_request *req, int in_handler)
 int ts_http_suspend(ts_http_request *req)
 {
     if (atomic_load(&req->srv->stopping)) {
-        ts_http_respond_error(req, TS_ERR_BUSY, "the server is shutting down; try again later",
-                              NULL);
+        ts_http_add_header(req, "Retry-After", "5");
+        ts_http_respond_error_code(req, 503, "server_error", "shutting_down",
+                                   "the server is shutting down; try again later", NULL);
         return 1;
     }
     int parked = park(req, 1);
