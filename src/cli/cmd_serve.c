@@ -11,11 +11,14 @@
  * Exit codes: 0 after a clean stop, 1 when start-up failed (model, store,
  * address in use), 2 for bad options.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -105,6 +108,19 @@ static int test_refuse_image(void *user, const ts_image *img)
     return img->width == 72 && img->height == 72;
 }
 
+/* ----------------------------------------------------------------- signals */
+
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t r = write(stop_pipe[1], &b, 1); /* async-signal-safe */
+    (void)r;
+    errno = saved;
+}
+
 /* ----------------------------------------------------------------- metrics */
 
 static void observe(void *user, const char *route, int status, double ms)
@@ -137,13 +153,19 @@ int ts_cli_serve(int argc, char **argv)
     }
     ts_log_set_level((ts_log_level)cfg.log_level);
 
-    /* Signals are blocked in every thread (the mask is inherited) and taken
-     * synchronously below with sigwait. */
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    /* SIGINT/SIGTERM only write a byte to a pipe that the main thread waits
+     * on, whichever thread the kernel picks to run the handler (libraries
+     * may start threads with their own signal masks). */
+    if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
+        fprintf(stderr, "togethershot serve: cannot create a pipe: %s\n", strerror(errno));
+        return TS_EXIT_FAILURE;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (ts_secure_disable_core_dumps(&err) != TS_OK)
@@ -299,8 +321,9 @@ int ts_cli_serve(int argc, char **argv)
                 (long long)(cfg.retention_ms / 1000), cfg.workers, cfg.workers == 1 ? "" : "s",
                 cfg.test_mode ? " [test mode]" : "");
 
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
+    unsigned char sig = 0;
+    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR)
+        ;
     ts_log_info("serve", "stopping (%s): closing connections, cancelling jobs, wiping the store",
                 sig == SIGINT ? "SIGINT" : "SIGTERM");
     rc = TS_EXIT_OK;
