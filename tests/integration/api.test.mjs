@@ -66,7 +66,13 @@ test('the page, its assets, privacy, healthz, metrics and models answer', async 
   assert.equal((await hz.json()).status, 'ok');
   const met = await call('/metrics');
   assert.equal(met.status, 200, 'metrics answer loopback');
-  assert.match(await met.text(), /# (TYPE|HELP)/);
+  const metrics = await met.text();
+  assert.match(metrics, /# (TYPE|HELP)/);
+  // Aggregate counts per route template and status class, filled by the
+  // access-line hook (the page was fetched three times above).
+  const page2xx = metrics.match(/requests_total\{route="page",status="2xx"\} (\d+)/);
+  assert.ok(page2xx && Number(page2xx[1]) >= 3, 'page requests are counted');
+  assert.doesNotMatch(metrics, /127\.0\.0\.1|node|undici/i, 'no client data in metrics');
   const models = await call('/v1/models');
   const list = await models.json();
   assert.equal(list.object, 'list');
