@@ -2,10 +2,12 @@
  * ts_ratelimit.c - per-client token buckets under a rotating keyed hash.
  *
  * The table is an open-addressing hash of fixed size (2 * max_clients slots,
- * linear probing) plus an LRU stamp per entry; when it holds max_clients
- * entries, the least recently used one is evicted (an O(n) scan, only when
- * full). At key rotation the whole table is cleared: buckets keyed under the
- * old key could never be found again anyway.
+ * linear probing, so at most half full) threaded by a doubly linked
+ * recency list; when it holds max_clients entries, the least recently used
+ * one is evicted and its probe cluster repaired by backward shifting. Every
+ * operation is O(1) on average, also under a flood of new addresses. At key
+ * rotation the whole table is cleared: buckets keyed under the old key could
+ * never be found again anyway.
  */
 #include "ts_ratelimit.h"
 
@@ -33,7 +35,7 @@ typedef struct bucket_pair {
     double tokens[2]; /* [0] cheap, [1] expensive */
     int64_t stamp_ms[2];
     int conns;
-    uint64_t lru;
+    int newer, older; /* recency list neighbours (slot indices), -1 at the ends */
 } bucket_pair;
 
 struct ts_ratelimit {
@@ -47,7 +49,7 @@ struct ts_ratelimit {
     bucket_pair *slots;
     int n_slots;
     int n_used;
-    uint64_t lru_clock;
+    int newest, oldest; /* ends of the recency list, -1 when empty */
 };
 
 void ts_ratelimit_options_default(ts_ratelimit_options *o)
@@ -191,6 +193,7 @@ static void rotate_if_due(ts_ratelimit *rl, int64_t now)
     rl->epoch++;
     sodium_memzero(rl->slots, (size_t)rl->n_slots * sizeof *rl->slots);
     rl->n_used = 0;
+    rl->newest = rl->oldest = -1;
 }
 
 static void hash_client(ts_ratelimit *rl, const cidr *client, ts_client_id *out)
@@ -209,45 +212,93 @@ static void hash_client(ts_ratelimit *rl, const cidr *client, ts_client_id *out)
     sodium_memzero(input, sizeof input);
 }
 
+static int home_slot(const ts_ratelimit *rl, const uint8_t hash[16])
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof h);
+    return (int)(h % (uint64_t)rl->n_slots);
+}
+
+static void recency_unlink(ts_ratelimit *rl, int i)
+{
+    bucket_pair *b = &rl->slots[i];
+    if (b->newer >= 0)
+        rl->slots[b->newer].older = b->older;
+    else
+        rl->newest = b->older;
+    if (b->older >= 0)
+        rl->slots[b->older].newer = b->newer;
+    else
+        rl->oldest = b->newer;
+    b->newer = b->older = -1;
+}
+
+static void recency_push(ts_ratelimit *rl, int i)
+{
+    bucket_pair *b = &rl->slots[i];
+    b->newer = -1;
+    b->older = rl->newest;
+    if (rl->newest >= 0)
+        rl->slots[rl->newest].newer = i;
+    rl->newest = i;
+    if (rl->oldest < 0)
+        rl->oldest = i;
+}
+
+/* Moves the entry in slot from to the empty slot to, keeping the recency
+ * list pointing at it. */
+static void move_slot(ts_ratelimit *rl, int from, int to)
+{
+    bucket_pair *b = &rl->slots[from];
+    if (b->newer >= 0)
+        rl->slots[b->newer].older = to;
+    else
+        rl->newest = to;
+    if (b->older >= 0)
+        rl->slots[b->older].newer = to;
+    else
+        rl->oldest = to;
+    rl->slots[to] = *b;
+    memset(b, 0, sizeof *b);
+}
+
+/* Deletes slot i and repairs its probe cluster (backward shift): every later
+ * entry of the cluster whose home is not between the hole and itself moves
+ * into the hole. */
+static void delete_slot(ts_ratelimit *rl, int i)
+{
+    recency_unlink(rl, i);
+    sodium_memzero(&rl->slots[i], sizeof rl->slots[i]);
+    rl->n_used--;
+    int hole = i;
+    for (int k = (i + 1) % rl->n_slots; rl->slots[k].used; k = (k + 1) % rl->n_slots) {
+        int home = home_slot(rl, rl->slots[k].hash);
+        int stays = hole <= k ? (hole < home && home <= k) : (hole < home || home <= k);
+        if (stays)
+            continue;
+        move_slot(rl, k, hole);
+        hole = k;
+    }
+}
+
 static bucket_pair *lookup(ts_ratelimit *rl, const ts_client_id *who, int create, int64_t now)
 {
     if (who->epoch != rl->epoch)
         return NULL; /* minted under an old key: that client's state is gone */
-    uint64_t h;
-    memcpy(&h, who->hash, sizeof h);
-    int i = (int)(h % (uint64_t)rl->n_slots);
-    for (int probes = 0; probes < rl->n_slots; probes++, i = (i + 1) % rl->n_slots) {
-        bucket_pair *b = &rl->slots[i];
-        if (!b->used)
-            break;
-        if (memcmp(b->hash, who->hash, sizeof b->hash) == 0) {
-            b->lru = ++rl->lru_clock;
-            return b;
+    int i = home_slot(rl, who->hash);
+    for (; rl->slots[i].used; i = (i + 1) % rl->n_slots)
+        if (memcmp(rl->slots[i].hash, who->hash, sizeof who->hash) == 0) {
+            recency_unlink(rl, i);
+            recency_push(rl, i);
+            return &rl->slots[i];
         }
-    }
     if (!create)
         return NULL;
 
     if (rl->n_used >= rl->opts.max_clients) {
-        /* Evict the least recently used entry, then rebuild the probe chains
-         * (deleting from linear probing needs a re-insert of the cluster). */
-        int victim = -1;
-        for (int k = 0; k < rl->n_slots; k++)
-            if (rl->slots[k].used && (victim < 0 || rl->slots[k].lru < rl->slots[victim].lru))
-                victim = k;
-        rl->slots[victim].used = 0;
-        rl->n_used--;
-        for (int k = (victim + 1) % rl->n_slots; rl->slots[k].used; k = (k + 1) % rl->n_slots) {
-            bucket_pair moved = rl->slots[k];
-            rl->slots[k].used = 0;
-            uint64_t mh;
-            memcpy(&mh, moved.hash, sizeof mh);
-            int j = (int)(mh % (uint64_t)rl->n_slots);
-            while (rl->slots[j].used)
-                j = (j + 1) % rl->n_slots;
-            rl->slots[j] = moved;
-        }
-        i = (int)(h % (uint64_t)rl->n_slots);
+        delete_slot(rl, rl->oldest);
+        /* The shift may have moved entries; find the free slot again. */
+        i = home_slot(rl, who->hash);
         while (rl->slots[i].used)
             i = (i + 1) % rl->n_slots;
     }
@@ -258,7 +309,7 @@ static bucket_pair *lookup(ts_ratelimit *rl, const ts_client_id *who, int create
     b->tokens[0] = rl->opts.cheap_burst;
     b->tokens[1] = rl->opts.expensive_burst;
     b->stamp_ms[0] = b->stamp_ms[1] = now;
-    b->lru = ++rl->lru_clock;
+    recency_push(rl, i);
     rl->n_used++;
     return b;
 }

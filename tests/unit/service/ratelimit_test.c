@@ -241,6 +241,47 @@ static void test_connections_and_eviction(void)
     TS_CHECK(strstr(err.message, "bogus") != NULL);
 }
 
+/* A flood of new addresses: the table stays bounded, the most recent
+ * clients and a client that keeps coming back are never evicted, and every
+ * entry stays findable after thousands of evictions reshuffle the probe
+ * clusters. */
+static void test_flood(void)
+{
+    ts_ratelimit_options o;
+    ts_ratelimit_options_default(&o);
+    o.max_clients = 50;
+    o.cheap_per_minute = 1e-6;
+    ts_ratelimit *rl;
+    ts_error err;
+    TS_CHECK_INT_EQ(ts_ratelimit_create(&o, &rl, &err), TS_OK);
+    ts_client_id hot = who(rl, "2001:db8:ffff::1", NULL);
+    ts_ratelimit_decision d;
+    ts_ratelimit_take(rl, &hot, 0, 1.0, &d);
+    char addr[48];
+    const int total = 5000;
+    for (int i = 0; i < total; i++) {
+        snprintf(addr, sizeof addr, "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        ts_client_id x = who(rl, addr, NULL);
+        ts_ratelimit_take(rl, &x, 0, 1.0, &d);
+        if (i % 10 == 0)
+            ts_ratelimit_take(rl, &hot, 0, 0.0, &d);
+    }
+    TS_CHECK_INT_EQ(ts_ratelimit_clients(rl), 50);
+    ts_ratelimit_take(rl, &hot, 0, 0.0, &d);
+    TS_CHECK_NEAR(d.remaining, o.cheap_burst - 1, 0.01); /* never evicted */
+    /* The 49 newest clients, oldest first (each lookup makes it the newest,
+     * so if all are there nothing is evicted while checking). */
+    int missing = 0;
+    for (int i = total - 49; i < total; i++) {
+        snprintf(addr, sizeof addr, "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        ts_client_id x = who(rl, addr, NULL);
+        ts_ratelimit_take(rl, &x, 0, 0.0, &d);
+        missing += d.remaining > o.cheap_burst - 0.5;
+    }
+    TS_CHECK_INT_EQ(missing, 0);
+    ts_ratelimit_destroy(rl);
+}
+
 int main(void)
 {
     ts_log_set_sink(log_sink, NULL);
@@ -250,6 +291,7 @@ int main(void)
     TS_RUN(test_trusted_proxies);
     TS_RUN(test_rotation);
     TS_RUN(test_connections_and_eviction);
+    TS_RUN(test_flood);
     ts_log_set_sink(NULL, NULL);
     /* The limiter never logs: no address, hash or key can leak that way. */
     TS_CHECK_INT_EQ(log_len, 0);
