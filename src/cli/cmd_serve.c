@@ -7,12 +7,14 @@
  * to stdout once the server listens; everything else goes to stderr through
  * the logger. SIGINT/SIGTERM stop it gracefully: connections are closed,
  * running jobs cancelled between steps, and every stored item destroyed.
+ * SIGHUP re-reads the portrait gallery, as does a change of its file.
  *
  * Exit codes: 0 after a clean stop, 1 when start-up failed (model, store,
  * address in use), 2 for bad options.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -121,6 +123,28 @@ static void on_stop_signal(int sig)
     errno = saved;
 }
 
+/* Re-reads the portrait gallery when forced (SIGHUP) or when its file changed
+ * since the last read, as `togethershot gallery` tells operators. A file that
+ * cannot be read leaves the previous gallery in force; the attempt (and the
+ * warning) repeats at each poll until the file is fixed. */
+static void reload_gallery(void *portrait, int forced)
+{
+#ifdef TS_HAVE_VISION
+    if (!portrait || (!forced && !ts_portrait_gallery_changed(portrait)))
+        return;
+    ts_error e;
+    ts_error_clear(&e);
+    if (ts_portrait_reload(portrait, &e) != TS_OK)
+        ts_log_warn("serve",
+                    "the portrait gallery could not be re-read; the previous one stays "
+                    "in force: %s",
+                    e.message);
+#else
+    (void)portrait;
+    (void)forced;
+#endif
+}
+
 /* ----------------------------------------------------------------- metrics */
 
 static void observe(void *user, const char *route, int status, double ms)
@@ -166,6 +190,7 @@ int ts_cli_serve(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* re-read the gallery; never a stop */
     signal(SIGPIPE, SIG_IGN);
 
     if (ts_secure_disable_core_dumps(&err) != TS_OK)
@@ -321,9 +346,23 @@ int ts_cli_serve(int argc, char **argv)
                 (long long)(cfg.retention_ms / 1000), cfg.workers, cfg.workers == 1 ? "" : "s",
                 cfg.test_mode ? " [test mode]" : "");
 
+    /* SIGHUP and a changed gallery file (looked for every 2 s while the check
+     * is on) reload the gallery; SIGINT and SIGTERM end the loop. */
     unsigned char sig = 0;
-    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR)
-        ;
+    for (;;) {
+        struct pollfd pfd = {.fd = stop_pipe[0], .events = POLLIN};
+        int ready = poll(&pfd, 1, portrait ? 2000 : -1);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready > 0) {
+            ssize_t got = read(stop_pipe[0], &sig, 1);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got != 1 || sig != SIGHUP)
+                break;
+        }
+        reload_gallery(portrait, ready > 0);
+    }
     ts_log_info("serve", "stopping (%s): closing connections, cancelling jobs, wiping the store",
                 sig == SIGINT ? "SIGINT" : "SIGTERM");
     rc = TS_EXIT_OK;
