@@ -24,6 +24,9 @@
 #include "ts_metrics.h"
 #include "ts_multipart.h"
 #include "ts_privacy.h"
+#ifdef TS_SERVICE_HAVE_VISION
+#include "ts_portrait.h"
+#endif
 #include "ts_ratelimit.h"
 #include "ts_secure.h"
 
@@ -1073,7 +1076,9 @@ static void on_privacy(ts_http_request *req, void *user)
     f.tls_active = api->tls_active;
     f.behind_proxy = api->cfg->trusted_proxies[0] != '\0';
     f.portrait_active = api->portrait != NULL;
-    f.gallery_size = 0;
+#ifdef TS_SERVICE_HAVE_VISION
+    f.gallery_size = api->portrait ? ts_portrait_gallery_size(api->portrait) : 0;
+#endif
     char *html = NULL;
     size_t len = 0;
     ts_error err;
