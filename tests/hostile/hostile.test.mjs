@@ -260,3 +260,13 @@ test('afterwards: alive, answering, nothing kept, no prompt logged, memory near 
     assert.ok(now <= baselineKiB + slack,
       `RSS ${now} KiB should be within ${slack} KiB of the baseline ${baselineKiB} KiB`);
   });
+
+test('afterwards: the server stops cleanly, with no sanitizer report', async () => {
+  const logs = srv.logs;
+  const { code, signal } = await srv.stop();
+  srv = null;
+  assert.equal(signal, null, 'not killed by a signal');
+  assert.equal(code, 0, 'exit status 0 after SIGTERM');
+  const reports = logs.filter((l) => /Sanitizer|runtime error:/.test(l));
+  assert.deepEqual(reports, [], 'no AddressSanitizer, LeakSanitizer or UBSan report');
+});

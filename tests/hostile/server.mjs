@@ -75,9 +75,12 @@ export async function startServer({ args = [], env = {}, rate = true } = {}) {
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
+        const closed = once(child, 'close'); // after stderr is drained
         child.kill('SIGTERM');
-        await once(child, 'exit');
+        await closed;
       }
+      if (rest) logs.push(rest);
+      rest = '';
       rmSync(root, { recursive: true, force: true });
       return { code: child.exitCode, signal: child.signalCode };
     },
