@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,35 +481,67 @@ ts_status ts_config_from_args(ts_config *cfg, int argc, char **argv, char **envp
     return ts_config_validate(cfg, err);
 }
 
-static char help_text[8192];
+static char help_text[12288];
 static pthread_once_t help_once = PTHREAD_ONCE_INIT;
+
+typedef struct help_buf {
+    size_t n;
+} help_buf;
+
+static void help_put(help_buf *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void help_put(help_buf *h, const char *fmt, ...)
+{
+    if (h->n >= sizeof help_text)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(help_text + h->n, sizeof help_text - h->n, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        h->n += (size_t)w;
+}
+
+/* Writes text indented by 8 spaces, wrapped at 79 columns. */
+static void help_wrap(help_buf *h, const char *text)
+{
+    const int indent = 8, width = 79;
+    int col = 0;
+    const char *p = text;
+    while (*p) {
+        const char *sp = strchr(p, ' ');
+        int len = sp ? (int)(sp - p) : (int)strlen(p);
+        if (col == 0) {
+            help_put(h, "%*s%.*s", indent, "", len, p);
+            col = indent + len;
+        } else if (col + 1 + len > width) {
+            help_put(h, "\n%*s%.*s", indent, "", len, p);
+            col = indent + len;
+        } else {
+            help_put(h, " %.*s", len, p);
+            col += 1 + len;
+        }
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    help_put(h, "\n");
+}
 
 static void build_help(void)
 {
-    size_t n = 0;
-    n += (size_t)snprintf(help_text + n, sizeof help_text - n,
-                          "usage: togethershot serve [OPTIONS]\n\n"
-                          "Runs the web service: the page, the OpenAI-compatible Images API and "
-                          "the job API.\nEvery option can also come from the environment "
-                          "variable shown; flags win.\n\n");
-    for (size_t i = 0; i < N_OPTIONS && n < sizeof help_text; i++) {
+    help_buf h = {0};
+    help_put(&h, "options (each can also come from the environment variable named; flags "
+                 "win):\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
         const option *o = &options[i];
-        char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", o->flag, o->metavar ? " " : "",
-                 o->metavar ? o->metavar : "");
-        n += (size_t)snprintf(help_text + n, sizeof help_text - n, "  %-30s %s", left, o->help);
-        if (n >= sizeof help_text)
-            break;
-        if (o->def)
-            n += (size_t)snprintf(help_text + n, sizeof help_text - n, " (default: %s)", o->def);
-        if (n >= sizeof help_text)
-            break;
-        if (o->env)
-            n +=
-                (size_t)snprintf(help_text + n, sizeof help_text - n, "\n  %-30s [%s]", "", o->env);
-        if (n >= sizeof help_text)
-            break;
-        n += (size_t)snprintf(help_text + n, sizeof help_text - n, "\n");
+        help_put(&h, "  --%s%s%s\n", o->flag, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        char line[512];
+        int n = snprintf(line, sizeof line, "%s.", o->help);
+        if (o->def && n > 0 && (size_t)n < sizeof line)
+            n += snprintf(line + n, sizeof line - (size_t)n, " Default: %s.", o->def);
+        if (o->env && n > 0 && (size_t)n < sizeof line)
+            snprintf(line + n, sizeof line - (size_t)n, " Environment: %s.", o->env);
+        help_wrap(&h, line);
     }
 }
 

@@ -108,7 +108,10 @@ ts_status ts_config_from_args(ts_config *cfg, int argc, char **argv, char **envp
  * trusted proxies parse as CIDRs. */
 ts_status ts_config_validate(const ts_config *cfg, ts_error *err);
 
-/* The `serve --help` text, generated from the option table (static storage). */
+/* The options part of `serve --help` ("options ...:" and one entry per
+ * option with its default and environment variable, wrapped at 79 columns),
+ * generated from the option table; the caller prints its own usage line
+ * first. Static storage. */
 const char *ts_config_help_text(void);
 
 /* 1 when host is a loopback address or "localhost". */
