@@ -784,7 +784,7 @@ typedef struct sse_stream {
     int finished;
     int started;
     int64_t last_send;
-    struct sse_stream *prev, *next;
+    ts_api_waker waker;
 } sse_stream;
 
 struct ts_api_sse {
@@ -794,7 +794,7 @@ struct ts_api_sse {
     int running;
     int stop;
     int64_t heartbeat_ms;
-    sse_stream *head;
+    ts_api_waker *head;
 };
 
 static int sse_append(sse_stream *s, const char *text, size_t n)
@@ -958,15 +958,7 @@ static void sse_notify(void *user)
 static void sse_free(void *ctx)
 {
     sse_stream *s = ctx;
-    struct ts_api_sse *sse = s->api->sse;
-    pthread_mutex_lock(&sse->lock);
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (sse->head == s)
-        sse->head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    pthread_mutex_unlock(&sse->lock);
+    ts_api_waker_remove(s->api, &s->waker);
     if (s->sub)
         ts_job_sub_close(s->sub);
     if (s->buf) {
@@ -974,6 +966,33 @@ static void sse_free(void *ctx)
         free(s->buf);
     }
     free(s);
+}
+
+void ts_api_waker_add(ts_api *api, ts_api_waker *w, ts_http_request *req)
+{
+    struct ts_api_sse *sse = api->sse;
+    w->req = req;
+    w->prev = NULL;
+    pthread_mutex_lock(&sse->lock);
+    w->next = sse->head;
+    if (sse->head)
+        sse->head->prev = w;
+    sse->head = w;
+    pthread_mutex_unlock(&sse->lock);
+}
+
+void ts_api_waker_remove(ts_api *api, ts_api_waker *w)
+{
+    struct ts_api_sse *sse = api->sse;
+    pthread_mutex_lock(&sse->lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (sse->head == w)
+        sse->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    pthread_mutex_unlock(&sse->lock);
 }
 
 static void *sse_heartbeat(void *arg)
@@ -993,9 +1012,9 @@ static void *sse_heartbeat(void *arg)
         pthread_cond_timedwait(&sse->cond, &sse->lock, &ts);
         if (sse->stop)
             break;
-        /* Each stream in the list holds its request alive. */
-        for (sse_stream *s = sse->head; s; s = s->next)
-            ts_http_resume(s->req);
+        /* Each entry's owner removes it before its request can end. */
+        for (ts_api_waker *w = sse->head; w; w = w->next)
+            ts_http_resume(w->req);
     }
     pthread_mutex_unlock(&sse->lock);
     return NULL;
@@ -1022,13 +1041,7 @@ static void on_job_events(ts_http_request *req, void *user)
         ts_api_respond_no_job(req);
         return;
     }
-    struct ts_api_sse *sse = api->sse;
-    pthread_mutex_lock(&sse->lock);
-    s->next = sse->head;
-    if (sse->head)
-        sse->head->prev = s;
-    sse->head = s;
-    pthread_mutex_unlock(&sse->lock);
+    ts_api_waker_add(api, &s->waker, req);
     ts_http_respond_stream(req, "text/event-stream; charset=utf-8", sse_read, s, sse_free);
 }
 

@@ -88,6 +88,17 @@ ts_status ts_api_parse_body(ts_api *api, const char *content_type, const uint8_t
  * content). Call once at start, before any JSON is parsed. */
 void ts_api_json_wipe_on_free(void);
 
+/* A parked request that the heartbeat thread wakes every heartbeat period
+ * (keep-alive comments, deadlines, noticing clients that left). The owner
+ * adds it while the request is alive and removes it before the request ends
+ * (in its stream or state free function). */
+typedef struct ts_api_waker {
+    ts_http_request *req;
+    struct ts_api_waker *prev, *next;
+} ts_api_waker;
+void ts_api_waker_add(ts_api *api, ts_api_waker *w, ts_http_request *req);
+void ts_api_waker_remove(ts_api *api, ts_api_waker *w);
+
 /* Takes one token from the client's bucket (expensive or cheap); answers 429
  * with Retry-After and returns 0 when the bucket is empty. */
 int ts_api_rate_check(ts_api *api, ts_http_request *req, int expensive);

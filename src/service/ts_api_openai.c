@@ -24,7 +24,9 @@ typedef struct sync_job {
     char token[TS_JOB_TOKEN_SIZE];
     int64_t deadline_mono;
     int64_t created_s;
-    int b64; /* response_format b64_json: the job dies with the answer */
+    int b64;            /* response_format b64_json: the job dies with the answer */
+    ts_api_waker waker; /* woken each heartbeat, so the deadline holds */
+    int waking;
 } sync_job;
 
 static void sync_notify(void *user)
@@ -36,6 +38,8 @@ static void sync_notify(void *user)
 static void sync_free(void *p)
 {
     sync_job *j = p;
+    if (j->waking)
+        ts_api_waker_remove(j->api, &j->waker);
     if (j->sub)
         ts_job_sub_close(j->sub);
     /* With b64_json nobody else holds the token: the results are destroyed
@@ -209,6 +213,8 @@ static void on_images(ts_http_request *req, void *user, int edits)
     memcpy(j->token, t.token, sizeof j->token);
     sodium_memzero(&t, sizeof t);
     ts_http_set_state(req, j, sync_free);
+    ts_api_waker_add(api, &j->waker, req);
+    j->waking = 1;
     if (ts_jobs_subscribe(api->jobs, j->id, j->token, sync_notify, j, &j->sub, &err) != TS_OK) {
         ts_http_respond_error(req, TS_ERR_INTERNAL, "the job could not be followed", NULL);
         return;
