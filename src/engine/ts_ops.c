@@ -22,7 +22,9 @@ static inline float exp_fast(float x)
 {
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.3f ? 88.3f : x;
-    float n = floorf(x * 1.44269504089f + 0.5f);
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick: no floorf call, so the
+     * loop vectorises (the compiler may not fold it without -ffast-math). */
+    float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
