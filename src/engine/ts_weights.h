@@ -20,8 +20,10 @@
  *
  * f32 tensors are used straight from the mapping when aligned; f16/bf16
  * tensors are converted to f32 once per load and cached (owned by the
- * weights). ts_weights_copy_f32 converts into a caller buffer without caching,
- * for weights that are repacked anyway (convolution kernels).
+ * weights), and the mapped pages of a converted tensor are handed back to
+ * the kernel at once, so loading peaks near the size of the f32 copies.
+ * ts_weights_copy_f32 converts into a caller buffer without caching, for
+ * weights that are repacked anyway (convolution kernels).
  *
  * Aliases let a loader present another layout under the names the networks
  * use: an alias is a name for a contiguous element range of another tensor
