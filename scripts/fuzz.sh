@@ -25,12 +25,20 @@ if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
     echo "fuzz.sh: SECONDS must be a positive whole number, not '$secs'" >&2
     exit 2
 fi
-all=(image safetensors model_config prompt multipart api_request)
-if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
-
 dir=${TS_FUZZ_BUILD:-build-fuzz}
 cmake -S . -B "$dir" -DTS_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DTS_FUZZ=ON \
     -DCMAKE_C_COMPILER=clang >/dev/null
+# Every target tests/fuzz/CMakeLists.txt declares leaves a .seeds file at
+# configure time: that list is the default.
+if [ $# -gt 0 ]; then
+    targets=("$@")
+else
+    targets=()
+    for f in "$dir"/tests/fuzz/fuzz_*.seeds; do
+        t=${f##*/fuzz_}
+        targets+=("${t%.seeds}")
+    done
+fi
 cmake --build "$dir" -j "$(nproc)" --target "${targets[@]/#/fuzz_}"
 
 out=$dir/fuzz-out
