@@ -1075,6 +1075,21 @@ static ts_status check_request(ts_jobs *jobs, const ts_job_request *rq, ts_error
     return st;
 }
 
+/* Fills the Retry-After estimate of a full queue: the work ahead (waiting
+ * and running jobs) times the recent mean job time, shared by the workers.
+ * Caller holds the lock. */
+static ts_status busy_ticket(ts_jobs *jobs, ts_job_ticket *ticket, ts_error *err)
+{
+    double mean = jobs->mean_job_s > 0 ? jobs->mean_job_s : DEFAULT_JOB_S;
+    double wait = (jobs->queued + jobs->running) * mean / jobs->opts.workers;
+    int ra = (int)ceil(wait);
+    ticket->retry_after_s = ra < 1 ? 1 : (ra > 3600 ? 3600 : ra);
+    ts_metrics_refusal(jobs->opts.metrics, TS_REFUSAL_QUEUE_FULL);
+    return ts_error_set(err, TS_ERR_BUSY,
+                        "the queue is full (%d jobs waiting); try again in %d seconds",
+                        jobs->queued, ticket->retry_after_s);
+}
+
 ts_status ts_jobs_submit(ts_jobs *jobs, const ts_job_request *rq, ts_job_ticket *ticket,
                          ts_error *err)
 {
@@ -1085,6 +1100,17 @@ ts_status ts_jobs_submit(ts_jobs *jobs, const ts_job_request *rq, ts_job_ticket 
             ts_metrics_refusal(jobs->opts.metrics, TS_REFUSAL_LIMIT);
         return st;
     }
+
+    /* A full queue answers before any face is looked at, so a flood of
+     * requests cannot make the server run the (costly) portrait checks for
+     * nothing. The capacity is checked again when the job is queued. */
+    pthread_mutex_lock(&jobs->lock);
+    int full = jobs->queued >= jobs->opts.queue_size || jobs->stopping;
+    if (full)
+        busy_ticket(jobs, ticket, err);
+    pthread_mutex_unlock(&jobs->lock);
+    if (full)
+        return TS_ERR_BUSY;
 
     /* Portrait rights first: nothing of a refused request is ever stored. */
     if (refuse_prompt(jobs, rq->prompt)) {
@@ -1164,14 +1190,7 @@ ts_status ts_jobs_submit(ts_jobs *jobs, const ts_job_request *rq, ts_job_ticket 
     pthread_mutex_lock(&jobs->lock);
     int slot = -1;
     if (jobs->queued >= jobs->opts.queue_size || jobs->stopping) {
-        double mean = jobs->mean_job_s > 0 ? jobs->mean_job_s : DEFAULT_JOB_S;
-        double wait = (jobs->queued + jobs->running) * mean / jobs->opts.workers;
-        int ra = (int)ceil(wait);
-        ticket->retry_after_s = ra < 1 ? 1 : (ra > 3600 ? 3600 : ra);
-        st = ts_error_set(err, TS_ERR_BUSY,
-                          "the queue is full (%d jobs waiting); try again in %d seconds",
-                          jobs->queued, ticket->retry_after_s);
-        ts_metrics_refusal(jobs->opts.metrics, TS_REFUSAL_QUEUE_FULL);
+        st = busy_ticket(jobs, ticket, err);
         goto fail_locked;
     }
     for (int i = 0; i < jobs->max_jobs; i++)

@@ -86,8 +86,11 @@ static ts_status test_runner(void *user, int worker, const ts_job_work *w, ts_pr
 
 /* Portrait checks: refuse prompts containing "Protected Person", uploads
  * whose first pixel is 13, and results whose first pixel is 99. */
+static int prompt_checks;
+
 static int check_prompt(void *user, const char *prompt)
 {
+    prompt_checks++;
     return strstr(prompt, "Protected Person") != NULL;
 }
 
@@ -266,7 +269,9 @@ static void test_queue_positions_and_busy(void)
 
     /* Full: busy, with Retry-After from the queue (no job finished yet, so
      * the 20 s default per job): (2 queued + 1 running) * 20 s / 1 worker. */
+    int checks_before = prompt_checks;
     TS_CHECK_INT_EQ(submit("four", NULL, &t4, &err), TS_ERR_BUSY);
+    TS_CHECK_INT_EQ(prompt_checks, checks_before); /* no portrait work for a full queue */
     TS_CHECK_INT_EQ(t4.retry_after_s, 60);
     TS_CHECK(strstr(err.message, "queue is full") != NULL);
     TS_CHECK_INT_EQ(t4.id[0], '\0');
