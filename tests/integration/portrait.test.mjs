@@ -126,6 +126,15 @@ async function waitForGallery(url, persons, how) {
   assert.fail(`the server did not pick up the gallery change (${how}) within 15 s`);
 }
 
+// Waits (bounded) until more than `seen` log lines match re.
+async function waitForLog(srv, re, seen, how) {
+  for (let i = 0; i < 150; i++) {
+    if (srv.logs.filter((l) => re.test(l)).length > seen) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`no new log line like ${re} after ${how} within 15 s`);
+}
+
 test('portrait-rights refusals with the real face check', async () => {
   assert.ok(existsSync(join(MODELS, 'ssd_mobilenetv1_model.bin')),
     `face models missing in ${MODELS}: run scripts/setup.sh`);
@@ -192,8 +201,14 @@ test('portrait-rights refusals with the real face check', async () => {
       for (const s of SECRETS) assert.ok(!m.text.includes(s), `/metrics names ${s}`);
     }
 
-    // 5. The gallery changes under the running server. Removed + SIGHUP:
-    // her name and her photo pass.
+    // 5. SIGHUP re-reads the gallery even when the file did not change (the
+    // poll would not), and does not stop the server.
+    const loaded = /portrait gallery loaded; protected persons: 1$/;
+    srv.child.kill('SIGHUP');
+    await waitForLog(srv, loaded, srv.logs.filter((l) => loaded.test(l)).length, 'SIGHUP');
+
+    // The gallery changes under the running server. Removed + SIGHUP: her
+    // name and her photo pass.
     assert.match(gallery(galleryFile, 'remove', NAME), /removed/);
     srv.child.kill('SIGHUP');
     await waitForGallery(srv.url, 0, 'SIGHUP');
