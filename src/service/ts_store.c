@@ -10,10 +10,13 @@
  * tagged FINAL) plus the 17-byte authenticator. The plaintext length is kept
  * in memory only; the file says nothing about its content.
  *
- * One mutex guards the table and is held for the whole of each operation,
- * including encryption and file I/O. Items are images of a few megabytes, so
- * this costs milliseconds; a busier deployment would copy the key out and do
- * the I/O outside the lock (known limit, written in docs/LIMITS.md).
+ * One mutex guards the table. Encryption, decryption and the reading and
+ * writing of item files happen outside it: a put reserves its slot (and its
+ * bytes) under the lock, seals and writes without it, and publishes the item
+ * under the lock again; a get copies the key (and, in memory, the
+ * ciphertext) or opens the file under the lock, then decrypts without it.
+ * Destroying stays under the lock (wipe the key, overwrite, unlink), so an
+ * item is unreadable the moment its destroy returns.
  */
 #include "ts_store.h"
 
@@ -41,6 +44,7 @@
 
 typedef struct store_item {
     int alive;
+    int reserved; /* a put is sealing into this slot (outside the lock) */
     ts_item_kind kind;
     char id[TS_STORE_ID_SIZE];
     char owner[TS_STORE_OWNER_SIZE];
@@ -230,26 +234,6 @@ static ts_status write_file(const char *path, const uint8_t *data, size_t len, t
     return TS_OK;
 }
 
-static ts_status read_file(const char *path, uint8_t *data, size_t len, ts_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return ts_error_set(err, TS_ERR_IO, "cannot open an item file: %s", strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t r = read(fd, data + done, len - done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            close(fd);
-            return ts_error_set(err, TS_ERR_FORMAT, "an item file is shorter than written");
-        }
-        done += (size_t)r;
-    }
-    close(fd);
-    return TS_OK;
-}
-
 /* Removes the item files an earlier process left behind; refuses a folder
  * with other regular files in it, so a mistyped --data-dir cannot make us
  * delete someone's files. */
@@ -427,70 +411,91 @@ ts_status ts_store_put(ts_store *st, ts_item_kind kind, const char *owner, const
     if (len > (size_t)1 << 40)
         return ts_error_set(err, TS_ERR_LIMIT, "item of %zu bytes is too large", len);
     size_t clen = cipher_size(len);
-    int64_t now = ts_clock_now_ms();
-    int64_t latest = now + st->retention_ms;
-    int64_t expires = (expires_ms <= 0 || expires_ms > latest) ? latest : expires_ms;
-
     uint8_t *cipher = malloc(clen);
     if (!cipher)
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory storing an item");
 
+    /* 1. Reserve a slot, its key and its bytes. */
     pthread_mutex_lock(&st->lock);
-    ts_status status = TS_OK;
     int slot = -1;
     for (int i = 0; i < st->max_items; i++)
-        if (!st->items[i].alive) {
+        if (!st->items[i].alive && !st->items[i].reserved) {
             slot = i;
             break;
         }
-    if (slot < 0) {
+    ts_status status = TS_OK;
+    if (slot < 0)
         status = ts_error_set(err, TS_ERR_BUSY, "the store holds its maximum of %d items",
                               st->max_items);
-        goto done;
-    }
-    if (st->stats.bytes + (int64_t)clen > st->max_bytes) {
+    else if (st->stats.bytes + (int64_t)clen > st->max_bytes)
         status = ts_error_set(err, TS_ERR_BUSY, "the store holds its maximum of %lld bytes",
                               (long long)st->max_bytes);
-        goto done;
+    if (status != TS_OK) {
+        pthread_mutex_unlock(&st->lock);
+        free(cipher);
+        return status;
     }
-
     store_item *it = &st->items[slot];
+    it->reserved = 1;
     uint8_t raw[16];
     randombytes_buf(raw, sizeof raw);
     sodium_bin2hex(it->id, sizeof it->id, raw, sizeof raw);
+    char id[TS_STORE_ID_SIZE];
+    memcpy(id, it->id, sizeof id);
     crypto_secretstream_xchacha20poly1305_keygen(slot_key(st, slot));
-    status = encrypt_item(slot_key(st, slot), data, len, cipher, err);
-    if (status != TS_OK)
-        goto undo;
-    if (!st->memory_only) {
-        char path[TS_CONFIG_PATH_MAX + 64];
-        item_path(st, it->id, path, sizeof path);
-        status = write_file(path, cipher, clen, err);
-        if (status != TS_OK)
-            goto undo;
-    } else {
-        it->cipher = cipher;
-        cipher = NULL;
-    }
-    it->alive = 1;
-    it->kind = kind;
-    snprintf(it->owner, sizeof it->owner, "%s", owner ? owner : "");
-    it->plain_len = len;
-    it->cipher_len = clen;
-    it->created_ms = now;
-    it->expires_ms = expires;
-    st->stats.items[kind]++;
     st->stats.bytes += (int64_t)clen;
-    memcpy(id_out, it->id, TS_STORE_ID_SIZE);
-    goto done;
+    pthread_mutex_unlock(&st->lock);
 
-undo:
-    sodium_memzero(slot_key(st, slot), KEY_BYTES);
-    memset(it, 0, sizeof *it);
-done:
+    /* 2. Seal and write without the lock; nobody else touches a reserved
+     * slot. */
+    status = encrypt_item(slot_key(st, slot), data, len, cipher, err);
+    if (status == TS_OK && !st->memory_only) {
+        char path[TS_CONFIG_PATH_MAX + 64];
+        item_path(st, id, path, sizeof path);
+        status = write_file(path, cipher, clen, err);
+    }
+
+    /* 3. Publish, or give the slot back. */
+    pthread_mutex_lock(&st->lock);
+    if (status == TS_OK) {
+        int64_t now = ts_clock_now_ms();
+        int64_t latest = now + st->retention_ms;
+        it->reserved = 0;
+        it->alive = 1;
+        it->kind = kind;
+        snprintf(it->owner, sizeof it->owner, "%s", owner ? owner : "");
+        it->plain_len = len;
+        it->cipher_len = clen;
+        it->created_ms = now;
+        it->expires_ms = (expires_ms <= 0 || expires_ms > latest) ? latest : expires_ms;
+        if (st->memory_only) {
+            it->cipher = cipher;
+            cipher = NULL;
+        }
+        st->stats.items[kind]++;
+        memcpy(id_out, id, TS_STORE_ID_SIZE);
+    } else {
+        sodium_memzero(slot_key(st, slot), KEY_BYTES);
+        memset(it, 0, sizeof *it);
+        st->stats.bytes -= (int64_t)clen;
+    }
     pthread_mutex_unlock(&st->lock);
     free(cipher); /* ciphertext only; nothing to wipe */
     return status;
+}
+
+static ts_status read_fd(int fd, uint8_t *data, size_t len, ts_error *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pread(fd, data + done, len - done, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return ts_error_set(err, TS_ERR_FORMAT, "an item file is shorter than written");
+        done += (size_t)r;
+    }
+    return TS_OK;
 }
 
 ts_status ts_store_get(ts_store *st, const char *id, void **data, size_t *len,
@@ -498,52 +503,72 @@ ts_status ts_store_get(ts_store *st, const char *id, void **data, size_t *len,
 {
     *data = NULL;
     *len = 0;
-    pthread_mutex_lock(&st->lock);
-    ts_status status = TS_OK;
+
+    /* 1. Under the lock: the key, the sizes, and the ciphertext (memory) or
+     * an open file (disk). */
+    uint8_t key[KEY_BYTES];
     uint8_t *cipher = NULL, *plain = NULL;
+    int fd = -1;
+    ts_store_item_info meta;
+    size_t plain_len = 0, cipher_len = 0;
+    ts_status status = TS_OK;
+    pthread_mutex_lock(&st->lock);
     int slot = find_slot(st, id);
     if (slot < 0 || st->items[slot].expires_ms <= ts_clock_now_ms()) {
-        status = ts_error_set(err, TS_ERR_NOT_FOUND, "no such item");
-        goto done;
+        pthread_mutex_unlock(&st->lock);
+        return ts_error_set(err, TS_ERR_NOT_FOUND, "no such item");
     }
     store_item *it = &st->items[slot];
-    plain = malloc(it->plain_len ? it->plain_len : 1);
-    if (!plain) {
+    plain_len = it->plain_len;
+    cipher_len = it->cipher_len;
+    meta.kind = it->kind;
+    meta.size = it->plain_len;
+    meta.created_ms = it->created_ms;
+    meta.expires_ms = it->expires_ms;
+    memcpy(meta.owner, it->owner, sizeof meta.owner);
+    memcpy(key, slot_key(st, slot), KEY_BYTES);
+    cipher = malloc(cipher_len);
+    plain = malloc(plain_len ? plain_len : 1);
+    if (!cipher || !plain) {
         status = ts_error_set(err, TS_ERR_NOMEM, "out of memory reading an item");
-        goto done;
-    }
-    if (st->memory_only) {
-        status =
-            decrypt_item(slot_key(st, slot), it->cipher, it->cipher_len, plain, it->plain_len, err);
+    } else if (st->memory_only) {
+        memcpy(cipher, it->cipher, cipher_len);
     } else {
-        cipher = malloc(it->cipher_len);
         char path[TS_CONFIG_PATH_MAX + 64];
         item_path(st, it->id, path, sizeof path);
-        if (!cipher)
-            status = ts_error_set(err, TS_ERR_NOMEM, "out of memory reading an item");
-        else
-            status = read_file(path, cipher, it->cipher_len, err);
-        if (status == TS_OK)
-            status =
-                decrypt_item(slot_key(st, slot), cipher, it->cipher_len, plain, it->plain_len, err);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            status = ts_error_set(err, TS_ERR_IO, "cannot open an item file: %s", strerror(errno));
     }
-    if (status != TS_OK)
-        goto done;
-    if (info) {
-        info->kind = it->kind;
-        info->size = it->plain_len;
-        info->created_ms = it->created_ms;
-        info->expires_ms = it->expires_ms;
-        memcpy(info->owner, it->owner, sizeof info->owner);
-    }
-    *data = plain;
-    *len = it->plain_len;
-    plain = NULL;
-done:
     pthread_mutex_unlock(&st->lock);
+
+    /* 2. Read and decrypt without it. */
+    if (status == TS_OK && fd >= 0)
+        status = read_fd(fd, cipher, cipher_len, err);
+    if (fd >= 0)
+        close(fd);
+    if (status == TS_OK)
+        status = decrypt_item(key, cipher, cipher_len, plain, plain_len, err);
+    sodium_memzero(key, sizeof key);
     free(cipher);
-    free(plain); /* only reached on failure, already zeroed by decrypt_item or never filled */
-    return status;
+
+    /* An item destroyed meanwhile (its file zeroed under us) reads as gone,
+     * not as damaged. */
+    if (status == TS_ERR_FORMAT) {
+        pthread_mutex_lock(&st->lock);
+        if (find_slot(st, id) < 0)
+            status = ts_error_set(err, TS_ERR_NOT_FOUND, "no such item");
+        pthread_mutex_unlock(&st->lock);
+    }
+    if (status != TS_OK) {
+        ts_store_data_free(plain, plain_len); /* zeroed already by decrypt_item on failure */
+        return status;
+    }
+    if (info)
+        *info = meta;
+    *data = plain;
+    *len = plain_len;
+    return TS_OK;
 }
 
 void ts_store_data_free(void *data, size_t len)

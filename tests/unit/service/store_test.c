@@ -2,6 +2,7 @@
  * on disk, restart semantics, destroy, expiry and memory-only mode. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,89 @@ static void test_limits_and_retention(void)
     TS_CHECK_INT_EQ(ts_store_open(&o, &st, &err), TS_ERR_ARG);
 }
 
+/* Several threads storing, reading back and destroying at once, plus a
+ * thread that destroys items other threads are reading: every read returns
+ * the exact bytes or "not found", never damaged data. */
+typedef struct worker_ctx {
+    ts_store *st;
+    int index;
+    int bad;
+} worker_ctx;
+
+static char shared_ids[64][TS_STORE_ID_SIZE];
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *store_worker(void *arg)
+{
+    worker_ctx *w = arg;
+    ts_error err;
+    unsigned char buf[70000];
+    for (int round = 0; round < 40; round++) {
+        memset(buf, (w->index * 40 + round) & 0xff, sizeof buf);
+        char id[TS_STORE_ID_SIZE];
+        if (ts_store_put(w->st, TS_ITEM_RESULT, "c", buf, sizeof buf, 0, id, &err) != TS_OK) {
+            w->bad++;
+            continue;
+        }
+        pthread_mutex_lock(&shared_lock);
+        memcpy(shared_ids[(w->index * 40 + round) % 64], id, sizeof id);
+        pthread_mutex_unlock(&shared_lock);
+        void *back;
+        size_t len;
+        ts_status st = ts_store_get(w->st, id, &back, &len, NULL, &err);
+        if (st == TS_OK) {
+            if (len != sizeof buf || memcmp(back, buf, len) != 0)
+                w->bad++;
+            ts_store_data_free(back, len);
+        } else if (st != TS_ERR_NOT_FOUND) {
+            w->bad++; /* only the destroyer may take it away */
+        }
+    }
+    return NULL;
+}
+
+static void *destroyer(void *arg)
+{
+    worker_ctx *w = arg;
+    for (int round = 0; round < 400; round++) {
+        char id[TS_STORE_ID_SIZE];
+        pthread_mutex_lock(&shared_lock);
+        memcpy(id, shared_ids[round % 64], sizeof id);
+        pthread_mutex_unlock(&shared_lock);
+        if (id[0])
+            ts_store_destroy(w->st, id);
+    }
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    for (int mem = 0; mem < 2; mem++) {
+        char dir[512];
+        make_dir(dir, sizeof dir, mem ? "conc-mem" : "conc-disk");
+        ts_store_options o = {.data_dir = dir, .memory_only = mem};
+        ts_store *st;
+        ts_error err;
+        TS_CHECK_INT_EQ(ts_store_open(&o, &st, &err), TS_OK);
+        memset(shared_ids, 0, sizeof shared_ids);
+        worker_ctx w[5];
+        pthread_t t[5];
+        for (int i = 0; i < 5; i++) {
+            w[i] = (worker_ctx){st, i, 0};
+            pthread_create(&t[i], NULL, i == 4 ? destroyer : store_worker, &w[i]);
+        }
+        for (int i = 0; i < 5; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < 4; i++)
+            TS_CHECK_INT_EQ(w[i].bad, 0);
+        ts_store_stats stats;
+        ts_store_get_stats(st, &stats);
+        TS_CHECK(stats.items[TS_ITEM_RESULT] + (int)stats.destroyed_total == 160);
+        ts_store_close(st);
+        TS_CHECK_INT_EQ(list_dir(dir, NULL, 0), 0);
+    }
+}
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/ts-store-test-XXXXXX");
@@ -284,6 +368,7 @@ int main(void)
     TS_RUN(test_expiry_by_sweep);
     TS_RUN(test_memory_only_writes_nothing);
     TS_RUN(test_limits_and_retention);
+    TS_RUN(test_concurrent);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0)
