@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ts_clock.h"
 #include "ts_log.h"
@@ -606,7 +607,13 @@ static ts_status engine_open(ts_jobs *jobs, ts_error *err)
     jobs->engine = calloc((size_t)jobs->opts.workers, sizeof *jobs->engine);
     if (!jobs->engine)
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
-    ts_model_options mo = {.force_f32 = 0, .threads = jobs->opts.threads_per_worker};
+    /* Workers share the cores: by default each gets its share, not all. */
+    int threads = jobs->opts.threads_per_worker;
+    if (threads <= 0 && jobs->opts.workers > 1) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > jobs->opts.workers ? (int)(cores / jobs->opts.workers) : 1;
+    }
+    ts_model_options mo = {.force_f32 = 0, .threads = threads};
     for (int i = 0; i < jobs->opts.workers; i++) {
         ts_status st = ts_model_load(jobs->opts.model_path, &mo, &jobs->engine[i].model, err);
         if (st != TS_OK)
