@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -65,9 +66,31 @@ struct ts_http_server {
     atomic_int stopping;
     pthread_mutex_t lock; /* guards the list of parked requests */
     ts_http_request *parked;
+    /* The header deadline (see conn_watch): its own lock, list and thread. */
+    pthread_mutex_t watch_lock;
+    pthread_cond_t watch_wake;
+    struct conn_watch *watching;
+    pthread_t watchdog;
+    int watchdog_running;
     void (*observer)(void *, const char *, int, double);
     void *observer_user;
 };
+
+/* One open connection, for the header deadline. libmicrohttpd's timeout is
+ * an idle timeout, and the access handler first runs once the headers are
+ * complete: a client sending its headers a byte every few seconds would hold
+ * a connection forever. A watchdog thread cuts (shutdown(2)) connections
+ * whose current request's headers are not complete max_request_s after the
+ * connection opened or its previous request ended. libmicrohttpd reports a
+ * connection closed before it closes the socket, and the entry leaves the
+ * list under watch_lock then, so the watchdog never touches a reused fd. */
+typedef struct conn_watch {
+    int fd;
+    int64_t since_mono; /* connection opened, or its previous request ended */
+    int in_request;     /* headers complete; the body deadline is on_access's */
+    int cut;
+    struct conn_watch *prev, *next;
+} conn_watch;
 
 typedef struct extra_header {
     char name[32];
@@ -834,6 +857,86 @@ static void dispatch(ts_http_request *req)
         ts_http_respond_error(req, TS_ERR_INTERNAL, "the server could not answer", NULL);
 }
 
+static conn_watch *watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? (conn_watch *)ci->socket_context : NULL;
+}
+
+/* in_request 1: the headers of a request are in; 0: it ended, and the next
+ * request's headers have max_request_s from now. */
+static void watch_set(ts_http_server *srv, struct MHD_Connection *conn, int in_request)
+{
+    conn_watch *w = watch_of(conn);
+    if (!w)
+        return;
+    pthread_mutex_lock(&srv->watch_lock);
+    w->in_request = in_request;
+    w->since_mono = ts_clock_mono_ms();
+    pthread_mutex_unlock(&srv->watch_lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    ts_http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_watch *w = calloc(1, sizeof *w);
+        if (!w || !ci) {
+            free(w); /* not watched: only the idle timeout applies */
+            return;
+        }
+        w->fd = ci->connect_fd;
+        w->since_mono = ts_clock_mono_ms();
+        pthread_mutex_lock(&srv->watch_lock);
+        w->next = srv->watching;
+        if (w->next)
+            w->next->prev = w;
+        srv->watching = w;
+        pthread_mutex_unlock(&srv->watch_lock);
+        *socket_context = w;
+        return;
+    }
+    conn_watch *w = *socket_context;
+    if (!w)
+        return;
+    pthread_mutex_lock(&srv->watch_lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        srv->watching = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_mutex_unlock(&srv->watch_lock);
+    free(w);
+    *socket_context = NULL;
+}
+
+static void *watchdog_main(void *arg)
+{
+    ts_http_server *srv = arg;
+    int64_t limit_ms = (int64_t)srv->opts.max_request_s * 1000;
+    pthread_mutex_lock(&srv->watch_lock);
+    while (srv->watchdog_running) {
+        int64_t now = ts_clock_mono_ms();
+        for (conn_watch *w = srv->watching; w; w = w->next) {
+            if (!w->in_request && !w->cut && now - w->since_mono > limit_ms) {
+                shutdown(w->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes */
+                w->cut = 1;
+            }
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&srv->watch_wake, &srv->watch_lock, &until);
+    }
+    pthread_mutex_unlock(&srv->watch_lock);
+    return NULL;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -848,6 +951,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!req)
             return MHD_NO;
         *con_cls = req;
+        watch_set(srv, conn, 1);
         ts_log_set_request_id(req->id);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
@@ -908,12 +1012,12 @@ out:
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     ts_http_server *srv = cls;
     ts_http_request *req = *con_cls;
     if (!req)
         return;
     *con_cls = NULL;
+    watch_set(srv, conn, 0);
 
     double ms = (double)(ts_clock_mono_ms() - req->start_mono);
     int status = req->status ? req->status : 499; /* the client went away first */
@@ -956,6 +1060,8 @@ ts_status ts_http_server_create(const ts_http_options *opts, ts_http_server **ou
     if (!srv->opts.default_body_limit)
         srv->opts.default_body_limit = 64 * 1024;
     pthread_mutex_init(&srv->lock, NULL);
+    pthread_mutex_init(&srv->watch_lock, NULL);
+    pthread_cond_init(&srv->watch_wake, NULL);
     atomic_init(&srv->stopping, 0);
 
     if ((opts->tls_cert_path != NULL) != (opts->tls_key_path != NULL)) {
@@ -1008,7 +1114,8 @@ ts_status ts_http_server_start(ts_http_server *srv, ts_error *err)
         srv->opts.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->opts.per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!srv->daemon)
         return ts_error_set(err, TS_ERR_IO,
                             "could not listen on %s (address in use, not local, or TLS files "
@@ -1032,6 +1139,14 @@ ts_status ts_http_server_start(ts_http_server *srv, ts_error *err)
     if (!srv->tls && !addr_is_loopback((struct sockaddr *)&ss))
         ts_log_warn("http", "serving plain HTTP on a non-loopback address: connections are not "
                             "encrypted; give --tls-cert/--tls-key or put a TLS proxy in front");
+    if (srv->opts.max_request_s) {
+        srv->watchdog_running = 1;
+        if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
+            srv->watchdog_running = 0;
+            ts_log_warn("http", "no header deadline: its thread could not start; only the idle "
+                                "timeout applies to slow clients");
+        }
+    }
     return TS_OK;
 }
 
@@ -1050,6 +1165,13 @@ void ts_http_server_destroy(ts_http_server *srv)
     if (!srv)
         return;
     atomic_store(&srv->stopping, 1);
+    if (srv->watchdog_running) {
+        pthread_mutex_lock(&srv->watch_lock);
+        srv->watchdog_running = 0;
+        pthread_cond_signal(&srv->watch_wake);
+        pthread_mutex_unlock(&srv->watch_lock);
+        pthread_join(srv->watchdog, NULL);
+    }
     if (srv->daemon) {
         /* Every parked request must be resumed before the daemon stops; once
          * resumed, handlers see ts_http_stopping() and answer or end. */
@@ -1075,6 +1197,8 @@ void ts_http_server_destroy(ts_http_server *srv)
         free(srv->tls_key);
     }
     free(srv->tls_cert);
+    pthread_cond_destroy(&srv->watch_wake);
+    pthread_mutex_destroy(&srv->watch_lock);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
