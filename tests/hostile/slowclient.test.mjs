@@ -2,9 +2,11 @@
 // half of them through their request headers and half through a request
 // body. While they do, /healthz must still answer (within a generous
 // deadline; no timing is asserted beyond "it answered"), and the server's
-// own timeouts must drop them: a trickled body at the whole-request deadline,
-// stalled headers at the idle timeout. Test mode shortens both timeouts (3 s
-// idle, 4 s per request). Every loop here is bounded in count and time.
+// own timeouts must drop them while they are still sending: a trickled body
+// at the whole-request deadline, trickled headers at the header deadline
+// (the same time, counted from the connection's start). Test mode shortens
+// the timeouts (3 s idle, 4 s per request). Every loop here is bounded in
+// count and time.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -12,7 +14,7 @@ import { request, startServer } from './server.mjs';
 
 const N = 200;
 const TICK_MS = 250;      // one byte per connection per tick
-const TRICKLE_MS = 6000;  // header tricklers send this long, then stall
+const TRICKLE_MS = 15000; // header tricklers give up (and stall) after this
 const DEADLINE_MS = 30000; // everything must be over by then
 
 function trickler(port, localAddress, head, bodyBytes) {
@@ -98,6 +100,7 @@ test('200 trickling clients: /healthz answers throughout, and the timeouts drop 
       assert.ok(conns.every((c) => c.closedByServer), 'the server closed them, not the client');
       // A trickled body is cut off while it is still arriving.
       assert.ok(bodies.every((c) => !c.stop), 'body tricklers were still sending when cut off');
+      assert.ok(heads.every((c) => !c.stop), 'header tricklers were still sending when cut off');
 
       const h = await request(`${srv.url}/healthz`, { timeoutMs: 15000 });
       assert.equal(h.status, 200, '/healthz afterwards');
