@@ -35,7 +35,9 @@
  * Limits: libmicrohttpd answers a few protocol errors itself (malformed
  * request line, headers over the per-connection memory limit); those
  * responses do not carry our headers or JSON body. Connection timeouts are
- * idle timeouts; a request that trickles its body is cut off by max_request_s.
+ * idle timeouts; a request that trickles its headers or its body is cut off
+ * by max_request_s (headers: counted from the connection's start or the end
+ * of its previous request; a watchdog checks once a second).
  */
 #ifndef TS_HTTP_H
 #define TS_HTTP_H
