@@ -48,7 +48,7 @@ test('generate from the page with a photo, download, delete', { skip: !existsSyn
 
       await page.fill('#prompt', 'the two of us on a mountain top');
       await page.click('.more summary');
-      await page.fill('#steps', '40');
+      await page.fill('#steps', '60');
       await page.selectOption('#size', '256x256');
 
       // Record every value the progress bar takes.
@@ -58,8 +58,17 @@ test('generate from the page with a photo, download, delete', { skip: !existsSyn
         new MutationObserver(() => window.barValues.push(bar.value))
           .observe(bar, { attributes: true });
       });
+      // Another job holds the worker first, so the page's job is still queued
+      // when its event stream opens and every step of it is seen live, also
+      // on a loaded machine.
+      const blocker = await (await fetch(`${srv.url}/v1/jobs`, { method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt: 'ahead in the queue', size: '64x64', steps: 60 }) }))
+        .json();
       await page.click('#go');
       await page.waitForSelector('#gallery img', { timeout: 120000 });
+      await fetch(`${srv.url}/v1/jobs/${blocker.id}`, { method: 'DELETE',
+        headers: { 'X-Job-Token': blocker.token } });
       await page.waitForFunction(() => {
         const img = document.querySelector('#gallery img');
         return img && img.complete && img.naturalWidth > 0;

@@ -143,7 +143,9 @@ test('OpenAI client: edit with two images, and errors the client surfaces', asyn
 });
 
 test('native job: create, status, events, downloads in three formats, delete', async () => {
-  // Enough steps that the stream is open before the job ends.
+  // A job ahead in the queue keeps this one waiting until its stream is
+  // open, so every event is seen live, whatever the machine's load.
+  const { json: blocker } = await createJob({ prompt: 'ahead', size: '64x64', steps: 40 });
   const { resp, json: job } = await createJob({ prompt: 'a lighthouse', size: '64x64', steps: 30,
     n: 1 });
   assert.equal(resp.status, 202);
@@ -153,7 +155,10 @@ test('native job: create, status, events, downloads in three formats, delete', a
   assert.equal(job.events_url, `/v1/jobs/${job.id}/events`);
 
   const ev = await waitDone(job);
+  await call(`/v1/jobs/${blocker.id}`, { method: 'DELETE',
+    headers: { 'X-Job-Token': blocker.token } });
   assert.equal(ev.status, 200);
+  assert.equal(ev.events[0].event, 'queued', 'a waiting job first says where it is in line');
   assert.match(ev.headers.get('content-type'), /text\/event-stream/);
   assert.equal(ev.headers.get('cache-control'), 'no-store');
   assert.equal(ev.retry, 3000, 'the stream tells EventSource how soon to reconnect');
