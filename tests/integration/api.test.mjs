@@ -119,6 +119,28 @@ test('OpenAI client: edit with two images, and errors the client surfaces', asyn
   assert.equal(edit.data.length, 1);
   assert.ok(MAGIC.png(Buffer.from(edit.data[0].b64_json, 'base64')));
 
+  // Inpainting: one image and a mask of the same size (transparent = repaint).
+  const { PNG } = await import('pngjs');
+  const mask = new PNG({ width: 64, height: 32 });
+  for (let i = 0; i < 64 * 32; i++) {
+    mask.data[i * 4 + 3] = (i % 64) < 32 ? 0 : 255; // left half transparent
+  }
+  const inpaint = await client.images.edit({
+    image: await toFile(fixture('orient_1.jpg'), 'a.jpg', { type: 'image/jpeg' }),
+    mask: await toFile(PNG.sync.write(mask), 'mask.png', { type: 'image/png' }),
+    prompt: 'a window on the left', size: '64x64', steps: 2, response_format: 'url',
+  });
+  assert.equal(inpaint.data.length, 1);
+  const got = await fetch(inpaint.data[0].url);
+  assert.equal(got.status, 200);
+  assert.ok(MAGIC.png(Buffer.from(await got.arrayBuffer())));
+  // A mask needs exactly one image.
+  await assert.rejects(client.images.edit({
+    image: [await toFile(fixture('orient_1.jpg'), 'a.jpg'), await toFile(fixture('gray.png'),
+      'b.png')],
+    mask: await toFile(PNG.sync.write(mask), 'mask.png'), prompt: 'x',
+  }), (err) => err.status === 400 && err.param === 'mask');
+
   await assert.rejects(client.images.generate({ prompt: 'x', n: 99 }), (err) => {
     assert.equal(err.status, 400);
     assert.equal(err.type, 'invalid_request_error');
