@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ts_ckpt.h"
 #include "ts_safetensors.h"
 #include "ts_weights.h"
 #include "ts_test.h"
@@ -219,6 +220,37 @@ static void test_hostile(void)
     TS_CHECK_INT_EQ(open_named("absent.safetensors", &err), TS_ERR_NOT_FOUND);
 }
 
+/* Single-file loading refuses what it cannot map, saying why. */
+static void test_ckpt_refusals(void)
+{
+    ts_error err;
+    char p[512];
+    ts_weights *w = NULL;
+    ts_ckpt_info info;
+    float k[4 * 4 * 9] = {0};
+    int64_t shape[4] = {4, 4, 3, 3};
+    const char *names[1] = {"model.diffusion_model.input_blocks.0.0.weight"};
+    const int nd[1] = {4};
+    const int64_t *shapes[1] = {shape};
+    const float *data[1] = {k};
+
+    /* A UNet without any text encoder (an SDXL-like or partial file). */
+    path_of(p, sizeof(p), "unet_only.safetensors");
+    TS_CHECK_INT_EQ(ts_safetensors_write_f32(p, 1, names, nd, shapes, data, &err), TS_OK);
+    TS_CHECK_INT_EQ(ts_ckpt_load(p, &w, &info, &err), TS_ERR_UNSUPPORTED);
+    TS_CHECK(strstr(err.message, "cond_stage_model") != NULL);
+
+    /* Not a checkpoint at all (a diffusers part file). */
+    path_of(p, sizeof(p), "ok.safetensors");
+    TS_CHECK_INT_EQ(ts_ckpt_load(p, &w, &info, &err), TS_ERR_UNSUPPORTED);
+    TS_CHECK(strstr(err.message, "model.diffusion_model") != NULL);
+
+    /* Pickle checkpoints never reach the mapper. */
+    path_of(p, sizeof(p), "model.ckpt");
+    TS_CHECK_INT_EQ(ts_ckpt_load(p, &w, &info, &err), TS_ERR_UNSUPPORTED);
+    TS_CHECK(strstr(err.message, "pickle") != NULL);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/ts_weights_test.XXXXXX");
@@ -227,6 +259,7 @@ int main(void)
     TS_RUN(test_round_trip);
     TS_RUN(test_half_types);
     TS_RUN(test_hostile);
+    TS_RUN(test_ckpt_refusals);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
