@@ -59,8 +59,9 @@ void ts_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out
 
 static void randn_philox(ts_rng *r, float *out, size_t n)
 {
-    const double inv32 = 2.3283064e-10;
-    const double inv32_2pi = 2.3283064e-10 * 6.2831855;
+    /* The layout's constants are float32 values used in double arithmetic. */
+    const double inv32 = (double)2.3283064e-10f;
+    const double inv32_2pi = (double)(float)(2.3283064e-10 * 6.2831855);
     uint32_t key[2] = {(uint32_t)r->seed, (uint32_t)(r->seed >> 32)};
     for (size_t i = 0; i < n; i++) {
         uint32_t ctr[4] = {r->philox_calls, 0, (uint32_t)i, 0}, w[4];
