@@ -64,6 +64,7 @@ test('200 trickling clients: /healthz answers throughout, and the timeouts drop 
       },
     });
     const conns = [];
+    let passed = false;
     try {
       const head = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' +
         'z'.repeat(200) + '\r\n\r\n';
@@ -105,12 +106,20 @@ test('200 trickling clients: /healthz answers throughout, and the timeouts drop 
       const h = await request(`${srv.url}/healthz`, { timeoutMs: 15000 });
       assert.equal(h.status, 200, '/healthz afterwards');
       assert.ok(srv.alive(), 'the server is still running');
+      passed = true;
     } finally {
       for (const c of conns) {
         c.stop = true;
         clearInterval(c.timer);
         c.sock.destroy();
       }
-      await srv.stop();
+      if (!passed) await srv.stop();
     }
+    // The watchdog and 200 closing connections: a clean stop, no sanitizer report.
+    const logs = srv.logs;
+    const { code, signal } = await srv.stop();
+    assert.equal(signal, null, 'not killed by a signal');
+    assert.equal(code, 0, 'exit status 0 after SIGTERM');
+    assert.deepEqual(logs.filter((l) => /Sanitizer|runtime error:/.test(l)), [],
+      'no sanitizer report');
   });
