@@ -35,8 +35,12 @@ typedef struct named_hue {
     double hue; /* degrees */
 } named_hue;
 
+/* Anchors: the hues the training pictures (Noto colour emoji) show for each
+ * colour word, measured with dominant_hue below: red hearts and circles
+ * 4-11, orange 34-35, yellow 45-49, green 87-90, blue 203-211, purple 291.
+ * Orange and yellow sit close together; the boundary between them is 40. */
 static const named_hue hues[] = {
-    {"red", 0}, {"orange", 30}, {"yellow", 58}, {"green", 120}, {"blue", 220}, {"purple", 285},
+    {"red", 5}, {"orange", 33}, {"yellow", 48}, {"green", 90}, {"blue", 210}, {"purple", 290},
 };
 #define N_HUES (int)(sizeof hues / sizeof *hues)
 
