@@ -135,10 +135,12 @@ async function waitForLog(srv, re, seen, how) {
   assert.fail(`no new log line like ${re} after ${how} within 15 s`);
 }
 
-test('portrait-rights refusals with the real face check', async () => {
+test('portrait-rights refusals with the real face check', async (t) => {
   assert.ok(existsSync(join(MODELS, 'ssd_mobilenetv1_model.bin')),
     `face models missing in ${MODELS}: run scripts/setup.sh`);
   const root = tempDir('ts-portrait-');
+  // The gallery names people: it goes whatever the outcome.
+  t.after(() => cleanup(root));
   const galleryFile = join(root, 'gallery.json');
   const enrol = cut('group3.webp', '150x200+60+40', join(root, 'enrol.png')); // her face alone
   const second = cut('group3.webp', '150x200+360+10', join(root, 'second.png')); // the right-hand face
@@ -250,7 +252,6 @@ test('portrait-rights refusals with the real face check', async () => {
       assert.ok(!line.includes(p), `log line carries a prompt: ${line}`);
     }
   }
-  cleanup(root);
 });
 
 test('/privacy says the face check is off when it is', async () => {
