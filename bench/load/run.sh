@@ -84,11 +84,11 @@ fill_queue() {
     local end=$((SECONDS + 900))
     while [ $SECONDS -lt $end ] && [ ! -e "$work/stop" ]; do
         local queued
-        queued=$(curl -s --max-time 5 "$url/healthz" | json_field queued)
+        queued=$(curl -s --max-time 5 "$url/healthz" | json_field queued || true)
         if [ "${queued:-0}" -lt 2 ]; then
             curl -s --max-time 5 -o /dev/null -X POST "$url/v1/jobs" \
                 -H 'Content-Type: application/json' \
-                -d '{"prompt":"a lighthouse at dusk","n":4,"size":"512x512","steps":30}'
+                -d '{"prompt":"a lighthouse at dusk","n":4,"size":"512x512","steps":30}' || true
         fi
         sleep 0.5
     done
@@ -100,7 +100,7 @@ row() {
     shift 2
     local out busy
     # Whether generation is running while this route is measured.
-    busy=$(curl -s --max-time 5 "$url/healthz")
+    busy=$(curl -s --max-time 5 "$url/healthz" || echo '{}')
     busy="running $(echo "$busy" | json_field running), queued $(echo "$busy" | json_field queued)"
     out=$(wrk -t "$threads" -c "$conns" -d "${secs}s" --latency "$@" 2>&1)
     local rps p50 p99 errs
@@ -108,10 +108,14 @@ row() {
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
     errs=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+    # wrk gives up on a request after 2 s: those count as timeouts, not latency.
+    local tmo
+    tmo=$(echo "$out" | sed -n 's/.*timeout \([0-9]*\).*/\1/p')
     local extra
     extra=$(echo "$out" | sed -n 's/^statuses  //p')
     printf '| %-22s | %-9s | %10s | %8s | %8s | %7s MiB | %-26s | %s |\n' "$label" "$phase" \
-        "$rps" "$p50" "$p99" "$(($(rss) / 1024))" "${extra:-non-2xx: ${errs:-0}}" "$busy"
+        "$rps" "$p50" "$p99" "$(($(rss) / 1024))" \
+        "${extra:-non-2xx: ${errs:-0}}${tmo:+, timeouts: $tmo}" "$busy"
 }
 
 echo "# togethershot load benchmark"
@@ -138,3 +142,5 @@ export TS_BENCH_PNG=$png
 row "POST /v1/jobs (upload)" saturated -s bench/load/upload.lua "$url/v1/jobs"
 echo
 echo "server peak RSS (VmHWM): $(($(hwm) / 1024)) MiB; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "(the load average counts every process on the machine: on a shared machine it says how much"
+echo " of the figures above is waiting for a core rather than work of the server)"
