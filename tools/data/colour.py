@@ -2,8 +2,13 @@
 (to add colour words to captions) and by the evaluation (hue accuracy).
 
 The thresholds were set by looking at the Noto emoji palette: red apple is
-hue 15 deg at full saturation, orange circle 36 deg, the brown shapes 15 deg
-at saturation 0.54 and value 0.72, the black shapes a dark grey (value 0.26).
+hue 15 deg at full saturation, orange circle 36 deg, yellow circle 47 deg
+(so orange and yellow part at 41 deg), the brown shapes 15 deg at saturation
+0.54 and value 0.72, the black shapes a dark grey (value 0.26).
+
+The data set of the committed model was captioned while the orange/yellow
+boundary was still at 45 deg; only pictures whose dominant hue lies between
+41 and 45 deg were named differently (orange instead of yellow).
 """
 import numpy as np
 
@@ -38,9 +43,9 @@ def classify(px):
     brown = sat & warm & (v < 0.82) & (s < 0.78)
     bins = {
         "red": sat & ((h < 20) | (h >= 340)) & ~brown,
-        "orange": sat & (h >= 20) & (h < 45) & ~brown,
+        "orange": sat & (h >= 20) & (h < 41) & ~brown,
         "brown": brown,
-        "yellow": sat & (h >= 45) & (h < 68),
+        "yellow": sat & (h >= 41) & (h < 68),
         "green": sat & (h >= 68) & (h < 170),
         "blue": sat & (h >= 170) & (h < 255),
         "purple": sat & (h >= 255) & (h < 300),

@@ -75,7 +75,7 @@ def main():
     diffusers_io.save_pipeline(args.out, te, unet, vae, {"vocab": vocab, "merges": merges},
                                SCHEDULER, dtype=args.dtype)
     meta = {
-        "name": "togethershot-mini",
+        "name": "togethershot-mini", "family": "togethershot-mini",
         "native_width": 64, "native_height": 64,
         "default_steps": DEFAULT_STEPS, "default_guidance": DEFAULT_GUIDANCE,
         "scheduler": SCHEDULER["_class_name"],

@@ -84,6 +84,33 @@ def losses(vae, x, gen):
     return l1, l2, edge + low + 4.0 * chroma, kl
 
 
+CHROMA = [4.0]
+
+
+def decoder_losses(vae, base, data, idx, gen, crop):
+    """Decoder-only: decode latents sampled from the base run's stored
+    (mean, std) of pictures idx; crop: latent crop side (pixels / 4) or 0."""
+    mean, std = (t[idx] for t in base["latents"])
+    z = mean + std * torch.randn(mean.shape, generator=gen)
+    x = data[idx]
+    if crop:
+        c = crop // 4
+        B = len(idx)
+        ys = torch.randint(1, 16 - c, (B,), generator=gen)
+        xs = torch.randint(1, 16 - c, (B,), generator=gen)
+        z = torch.stack([z[i, :, ys[i]:ys[i] + c, xs[i]:xs[i] + c] for i in range(B)])
+        x = torch.stack([x[i, :, 4 * ys[i]:4 * (ys[i] + c), 4 * xs[i]:4 * (xs[i] + c)]
+                         for i in range(B)])
+    y = vae.decode(z.contiguous(memory_format=torch.channels_last))
+    l1 = (y - x).abs().mean()
+    l2 = ((y - x) ** 2).mean()
+    edge = ((y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
+        ((y[..., 1:] - y[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean()
+    low = (F.avg_pool2d(y, 8) - F.avg_pool2d(x, 8)).abs().mean()
+    chroma = ((y - y.mean(1, keepdim=True)) - (x - x.mean(1, keepdim=True))).abs().mean()
+    return l1, l2, edge + low + CHROMA[0] * chroma, torch.zeros(())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="tools/data/work/emoji64")
@@ -96,7 +123,13 @@ def main():
     ap.add_argument("--kl-weight", type=float, default=2e-6)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--ckpt-every", type=int, default=50)
+    ap.add_argument("--decoder-only", default="",
+                    help="final.pt of a finished run: keep its encoder (and so its latents "
+                         "and scaling factor) and train only the decoder further")
+    ap.add_argument("--chroma", type=float, default=4.0,
+                    help="weight of the chroma term in --decoder-only runs")
     args = ap.parse_args()
+    CHROMA[0] = args.chroma
 
     common.setup(args.seed)
     import fastops
@@ -110,7 +143,14 @@ def main():
     N = len(data)
 
     vae = AutoencoderKL(VAE_CONFIG)
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    base = None
+    if args.decoder_only:
+        base = torch.load(args.decoder_only)
+        vae.load_state_dict(base["model"])
+        for p in list(vae.encoder.parameters()) + list(vae.quant_conv.parameters()):
+            p.requires_grad_(False)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed)
     step = 0
     ck = os.path.join(args.work, "ckpt.pt")
@@ -139,11 +179,14 @@ def main():
         lr = args.lr * warm * cos
         for g in opt.param_groups:
             g["lr"] = lr
-        l1, l2, edge, kl = losses(vae, x, gen)
+        if base is not None:
+            l1, l2, edge, kl = decoder_losses(vae, base, data, idx, gen, crop)
+        else:
+            l1, l2, edge, kl = losses(vae, x, gen)
         loss = l1 + l2 + 0.5 * edge + args.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         step += 1
         log.row(step, round(time.time() - t0, 2), loss.item(), l1.item(), l2.item(), edge.item(),
@@ -156,6 +199,13 @@ def main():
             common.save_ckpt(ck, model=vae.state_dict(), opt=opt.state_dict(), gen=gen.get_state(),
                              step=step)
 
+    if base is not None:
+        # The encoder, its latents and the scaling factor are those of the base run.
+        base["model"] = {k: v.contiguous() for k, v in vae.state_dict().items()}
+        base["decoder_steps"] = step
+        torch.save(base, os.path.join(args.work, "final.pt"))
+        print("done: decoder trained %d steps on the base encoder" % step, flush=True)
+        return
     # Scaling factor: 1 / std of sampled latents over the data set. The
     # latents (mean and std) of every picture are kept for the UNet training.
     vae.eval()
