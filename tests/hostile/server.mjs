@@ -176,9 +176,14 @@ export function multipart(parts, boundary = 'hOsTiLeBoUnDaRy', { close = true } 
   return { body: Buffer.concat(out), type: `multipart/form-data; boundary=${boundary}` };
 }
 
-// fetch with a per-request deadline; never throws on HTTP errors.
+// fetch with a per-request deadline; never throws on HTTP errors. One
+// connection per request: the tests shorten the server's idle timeout, and
+// a pooled connection the server has just closed would fail the next request.
 export async function request(url, { method = 'GET', headers = {}, body, timeoutMs = 60000 } = {}) {
-  const resp = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs) });
+  const resp = await fetch(url, {
+    method, headers: { Connection: 'close', ...headers }, body,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
   const buf = Buffer.from(await resp.arrayBuffer());
   let json = null;
   try { json = JSON.parse(buf.toString('utf8')); } catch { /* not JSON */ }
