@@ -63,10 +63,10 @@ def schedule():
     return torch.cumprod(1.0 - betas, 0)
 
 
-def record_weight(rec):
+def record_weight(rec, heavy=8.0):
     words = rec["name"].split()
     if any(w in COLOURS for w in words) and any(s in rec["name"] for s in SHAPES):
-        return 8.0
+        return heavy
     if rec["colour"] or any(w in COLOURS for w in words):
         return 2.0
     return 1.0
@@ -124,6 +124,12 @@ def main():
     ap.add_argument("--seed", type=int, default=4321)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--bench", type=int, default=0, help="time N steps and exit")
+    ap.add_argument("--high-t", type=float, default=0.0,
+                    help="share of timesteps drawn from [500, 1000) only")
+    ap.add_argument("--heavy", type=float, default=8.0,
+                    help="how much more often colour + simple-object pictures are drawn")
+    ap.add_argument("--latent-noise", type=float, default=1.0,
+                    help="latents are mean + this * std * noise (see train_vae --latent-noise)")
     args = ap.parse_args()
 
     common.setup(args.seed)
@@ -157,7 +163,7 @@ def main():
     caps = [r["captions"] for r in records]
     empty = torch.tensor(tok.encode(""))
     cap_ids = [torch.tensor([tok.encode(c) for c in cs]) for cs in caps]
-    weights = torch.tensor([record_weight(r) for r in records])
+    weights = torch.tensor([record_weight(r, args.heavy) for r in records])
 
     te, unet = build(len(tok.vocab), tok)
     params = list(te.parameters()) + list(unet.parameters())
@@ -202,8 +208,14 @@ def main():
                 c = cap_ids[i]
                 ids.append(c[torch.randint(0, len(c), (1,), generator=gen).item()])
         ids = torch.stack(ids)
-        z0 = lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=gen)
+        z0 = lat_mean[idx] + args.latent_noise * lat_std[idx] * \
+            torch.randn(lat_mean[idx].shape, generator=gen)
         t = torch.randint(0, 1000, (B,), generator=gen)
+        if args.high_t > 0:
+            # Colour and layout are decided at high noise: draw a share of the
+            # timesteps from the upper half only.
+            hi = torch.rand(B, generator=gen) < args.high_t
+            t = torch.where(hi, 500 + t // 2, t)
         noise = torch.randn(z0.shape, generator=gen)
         a = ac[t].view(B, 1, 1, 1)
         zt = (a.sqrt() * z0 + (1 - a).sqrt() * noise).contiguous(memory_format=torch.channels_last)

@@ -85,13 +85,14 @@ def losses(vae, x, gen):
 
 
 CHROMA = [4.0]
+NOISE = [1.0]
 
 
 def decoder_losses(vae, base, data, idx, gen, crop):
     """Decoder-only: decode latents sampled from the base run's stored
     (mean, std) of pictures idx; crop: latent crop side (pixels / 4) or 0."""
     mean, std = (t[idx] for t in base["latents"])
-    z = mean + std * torch.randn(mean.shape, generator=gen)
+    z = mean + NOISE[0] * std * torch.randn(mean.shape, generator=gen)
     x = data[idx]
     if crop:
         c = crop // 4
@@ -128,8 +129,13 @@ def main():
                          "and scaling factor) and train only the decoder further")
     ap.add_argument("--chroma", type=float, default=4.0,
                     help="weight of the chroma term in --decoder-only runs")
+    ap.add_argument("--latent-noise", type=float, default=1.0,
+                    help="decoder-only runs decode mean + this * std * noise: the encoder put "
+                         "part of the hue in its noisiest channel, where full posterior noise "
+                         "hides green from brown")
     args = ap.parse_args()
     CHROMA[0] = args.chroma
+    NOISE[0] = args.latent_noise
 
     common.setup(args.seed)
     import fastops
@@ -138,9 +144,16 @@ def main():
     from tools.sdref import layers as L
 
     os.makedirs(args.work, exist_ok=True)
-    images, _ = common.load_dataset(args.data)
+    images, records = common.load_dataset(args.data)
     data = common.to_tensor(images)
     N = len(data)
+    # Decoder-only runs draw pictures inversely to how common their colour is:
+    # green (63 pictures) and purple (30) are rare next to blue (239), and the
+    # decoder learnt them last.
+    counts = {}
+    for r in records:
+        counts[r["colour"]] = counts.get(r["colour"], 0) + 1
+    draw = torch.tensor([1.0 / counts[r["colour"]] for r in records]) ** 0.75
 
     vae = AutoencoderKL(VAE_CONFIG)
     base = None
@@ -171,7 +184,10 @@ def main():
     while step < args.steps:
         crop = 32 if step < args.crop_steps else 0
         bs = args.batch if crop else args.full_batch
-        idx = torch.randint(0, N, (bs,), generator=gen)
+        if args.decoder_only:
+            idx = torch.multinomial(draw, bs, replacement=True, generator=gen)
+        else:
+            idx = torch.randint(0, N, (bs,), generator=gen)
         x = augment(data[idx], gen, crop).contiguous(memory_format=torch.channels_last)
         # Linear warm-up, then cosine decay to a tenth.
         warm = min(1.0, (step + 1) / 50)
