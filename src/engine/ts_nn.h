@@ -39,6 +39,26 @@ typedef struct ts_nn_run {
     ts_error *err;
 } ts_nn_run;
 
+/* Forward-pass plumbing shared by the model files. Both expect, in the
+ * calling function, a local `ts_status s`, a `done:` cleanup label and a
+ * `ts_nn_run *run`.
+ *   TS_NN_TRY(x):         s = x; on failure jump to done.
+ *   TS_NN_SCRATCH(p, n):  p = n floats from run->arena (released with the
+ *                         arena); on failure s = run->err->status, jump to done. */
+#define TS_NN_TRY(x)                                                                               \
+    do {                                                                                           \
+        if ((s = (x)) != TS_OK)                                                                    \
+            goto done;                                                                             \
+    } while (0)
+
+#define TS_NN_SCRATCH(p, n)                                                                        \
+    do {                                                                                           \
+        if (!((p) = ts_arena_floats(run->arena, (n), run->err))) {                                 \
+            s = run->err->status;                                                                  \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+
 void ts_nn_loader_free(ts_nn_loader *ld);
 
 /* prefix + name; names longer than TS_NN_NAME_MAX are a bug of ours. */

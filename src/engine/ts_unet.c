@@ -244,20 +244,6 @@ void ts_unet_destroy(ts_unet *u)
 
 /* ------------------------------------------------------------ forward */
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        if ((s = (x)) != TS_OK)                                                                    \
-            goto done;                                                                             \
-    } while (0)
-
-#define SCRATCH(p, n)                                                                              \
-    do {                                                                                           \
-        if (!((p) = ts_arena_floats(run->arena, (n), run->err))) {                                 \
-            s = run->err->status;                                                                  \
-            goto done;                                                                             \
-        }                                                                                          \
-    } while (0)
-
 /* BasicTransformerBlock on the token stream h (B, L, D), in place:
  *   h += attn1(norm1(h))            self-attention
  *   h += attn2(norm2(h), context)   cross-attention, context (B, T, Dc)
@@ -270,17 +256,17 @@ static ts_status basic_block_forward(ts_nn_run *run, const basic_block *bb, floa
     size_t rows = (size_t)b * l;
     ts_arena_mark m = ts_arena_save(run->arena);
     float *n, *g, *a;
-    SCRATCH(n, rows * d);
+    TS_NN_SCRATCH(n, rows * d);
     ts_op_layer_norm(h, rows, d, bb->norm1.gamma, bb->norm1.beta, 1e-5f, n);
-    TRY(ts_nn_attn_forward(run, &bb->attn1, n, b, l, NULL, 0, 0, h));
+    TS_NN_TRY(ts_nn_attn_forward(run, &bb->attn1, n, b, l, NULL, 0, 0, h));
     ts_op_layer_norm(h, rows, d, bb->norm2.gamma, bb->norm2.beta, 1e-5f, n);
-    TRY(ts_nn_attn_forward(run, &bb->attn2, n, b, l, ctx, t, 0, h));
+    TS_NN_TRY(ts_nn_attn_forward(run, &bb->attn2, n, b, l, ctx, t, 0, h));
     ts_op_layer_norm(h, rows, d, bb->norm3.gamma, bb->norm3.beta, 1e-5f, n);
-    SCRATCH(g, rows * 2 * f); /* (B*L, 2F): hidden and gate halves */
-    SCRATCH(a, rows * f);     /* (B*L, F) */
-    TRY(ts_linear_forward(run->dnnl, &bb->ff_in, n, (int)rows, g, 0, run->err));
+    TS_NN_SCRATCH(g, rows * 2 * f); /* (B*L, 2F): hidden and gate halves */
+    TS_NN_SCRATCH(a, rows * f);     /* (B*L, F) */
+    TS_NN_TRY(ts_linear_forward(run->dnnl, &bb->ff_in, n, (int)rows, g, 0, run->err));
     ts_op_geglu(g, rows, (size_t)f, a);
-    TRY(ts_linear_forward(run->dnnl, &bb->ff_out, a, (int)rows, h, 1, run->err));
+    TS_NN_TRY(ts_linear_forward(run->dnnl, &bb->ff_out, a, (int)rows, h, 1, run->err));
 done:
     ts_arena_restore(run->arena, m);
     return s;
@@ -300,16 +286,16 @@ static ts_status transformer_forward(ts_unet *u, ts_nn_run *run, const transform
     int c = tf->c, d = tf->inner;
     ts_arena_mark m = ts_arena_save(run->arena);
     float *n, *tok, *hs;
-    SCRATCH(n, (size_t)b * c * hw);
-    SCRATCH(tok, (size_t)b * c * hw);
-    SCRATCH(hs, (size_t)b * d * hw);
+    TS_NN_SCRATCH(n, (size_t)b * c * hw);
+    TS_NN_SCRATCH(tok, (size_t)b * c * hw);
+    TS_NN_SCRATCH(hs, (size_t)b * d * hw);
     ts_op_group_norm(x, b, c, hw, u->cfg.norm_groups, tf->norm.gamma, tf->norm.beta, GN_EPS, 0, n);
     ts_op_nchw_to_nhwc(n, b, c, hw, tok); /* (B, HW, C) */
-    TRY(ts_linear_forward(run->dnnl, &tf->proj_in, tok, (int)(b * hw), hs, 0,
-                          run->err)); /* (B, HW, D) */
+    TS_NN_TRY(ts_linear_forward(run->dnnl, &tf->proj_in, tok, (int)(b * hw), hs, 0,
+                                run->err)); /* (B, HW, D) */
     for (int k = 0; k < u->cfg.transformer_layers; k++)
-        TRY(basic_block_forward(run, &tf->blocks[k], hs, b, (int)hw, ctx, t));
-    TRY(ts_linear_forward(run->dnnl, &tf->proj_out, hs, (int)(b * hw), tok, 0, run->err));
+        TS_NN_TRY(basic_block_forward(run, &tf->blocks[k], hs, b, (int)hw, ctx, t));
+    TS_NN_TRY(ts_linear_forward(run->dnnl, &tf->proj_out, hs, (int)(b * hw), tok, 0, run->err));
     ts_op_nhwc_to_nchw(tok, b, c, hw, n);
     ts_op_add_inplace(x, n, (size_t)b * c * hw);
 done:
@@ -324,7 +310,7 @@ static ts_status upsample_forward(ts_nn_run *run, const ts_conv2d *conv, const f
     ts_status s = TS_OK;
     ts_arena_mark m = ts_arena_save(run->arena);
     float *up;
-    SCRATCH(up, (size_t)b * conv->cin * 4 * h * w);
+    TS_NN_SCRATCH(up, (size_t)b * conv->cin * 4 * h * w);
     ts_op_upsample_nearest2x(x, b, conv->cin, h, w, up);
     s = ts_conv2d_forward(run->dnnl, conv, up, b, 2 * h, 2 * w, y, run->err);
 done:
@@ -375,27 +361,27 @@ ts_status ts_unet_forward_t(ts_unet *u, const float *x, int batch, int h, int w,
     float *temb, *emb, *pa, *pb;
     float *skips[1 + MAXB * (MAXL + 1)];
     int skip_c[1 + MAXB * (MAXL + 1)], n_skips = 0;
-    SCRATCH(emb, (size_t)batch * ch[0]);
-    SCRATCH(temb, (size_t)batch * td);
-    SCRATCH(pa, big);
-    SCRATCH(pb, big);
+    TS_NN_SCRATCH(emb, (size_t)batch * ch[0]);
+    TS_NN_SCRATCH(temb, (size_t)batch * td);
+    TS_NN_SCRATCH(pa, big);
+    TS_NN_SCRATCH(pb, big);
 
     /* Time embedding per batch element: sinusoidal (C0) -> linear_1 -> SiLU
      * -> linear_2 (TD), then SiLU once for every resnet's time_emb_proj. */
     float *t1;
-    SCRATCH(t1, (size_t)batch * td);
+    TS_NN_SCRATCH(t1, (size_t)batch * td);
     for (int bi = 0; bi < batch; bi++)
         ts_op_timestep_embedding(timesteps[bi], ch[0], cfg->flip_sin_to_cos, cfg->freq_shift,
                                  emb + (size_t)bi * ch[0]);
-    TRY(ts_linear_forward(u->dnnl, &u->time_1, emb, batch, t1, 0, err));
+    TS_NN_TRY(ts_linear_forward(u->dnnl, &u->time_1, emb, batch, t1, 0, err));
     ts_op_silu(t1, (size_t)batch * td, t1);
-    TRY(ts_linear_forward(u->dnnl, &u->time_2, t1, batch, temb, 0, err));
+    TS_NN_TRY(ts_linear_forward(u->dnnl, &u->time_2, t1, batch, temb, 0, err));
     ts_op_silu(temb, (size_t)batch * td, temb);
 
     /* conv_in: (B, in, H, W) -> (B, C0, H, W), the first skip. */
     float *cur;
-    SCRATCH(cur, (size_t)batch * ch[0] * h * w);
-    TRY(ts_conv2d_forward(u->dnnl, &u->conv_in, x, batch, h, w, cur, err));
+    TS_NN_SCRATCH(cur, (size_t)batch * ch[0] * h * w);
+    TS_NN_TRY(ts_conv2d_forward(u->dnnl, &u->conv_in, x, batch, h, w, cur, err));
     skips[n_skips] = cur;
     skip_c[n_skips++] = ch[0];
     int c = ch[0], hh = h, ww = w;
@@ -406,11 +392,11 @@ ts_status ts_unet_forward_t(ts_unet *u, const float *x, int batch, int h, int w,
         level *lv = &u->levels[i];
         for (int j = 0; j < L; j++) {
             float *y;
-            SCRATCH(y, (size_t)batch * ch[i] * hh * ww);
-            TRY(ts_nn_resnet_forward(run, &lv->down_res[j], cur, batch, hh, ww, temb, y));
+            TS_NN_SCRATCH(y, (size_t)batch * ch[i] * hh * ww);
+            TS_NN_TRY(ts_nn_resnet_forward(run, &lv->down_res[j], cur, batch, hh, ww, temb, y));
             if (lv->has_down_attn)
-                TRY(transformer_forward(u, run, &lv->down_attn[j], y, batch, hh, ww, context,
-                                        tokens));
+                TS_NN_TRY(transformer_forward(u, run, &lv->down_attn[j], y, batch, hh, ww, context,
+                                              tokens));
             cur = y;
             c = ch[i];
             skips[n_skips] = cur;
@@ -418,8 +404,8 @@ ts_status ts_unet_forward_t(ts_unet *u, const float *x, int batch, int h, int w,
         }
         if (lv->has_downsample) {
             float *y;
-            SCRATCH(y, (size_t)batch * c * (hh / 2) * (ww / 2));
-            TRY(ts_conv2d_forward(u->dnnl, &lv->downsample, cur, batch, hh, ww, y, err));
+            TS_NN_SCRATCH(y, (size_t)batch * c * (hh / 2) * (ww / 2));
+            TS_NN_TRY(ts_conv2d_forward(u->dnnl, &lv->downsample, cur, batch, hh, ww, y, err));
             hh /= 2;
             ww /= 2;
             cur = y;
@@ -429,9 +415,9 @@ ts_status ts_unet_forward_t(ts_unet *u, const float *x, int batch, int h, int w,
     }
 
     /* Mid block at the deepest level: resnet, transformer, resnet. */
-    TRY(ts_nn_resnet_forward(run, &u->mid_res[0], cur, batch, hh, ww, temb, pa));
-    TRY(transformer_forward(u, run, &u->mid_attn, pa, batch, hh, ww, context, tokens));
-    TRY(ts_nn_resnet_forward(run, &u->mid_res[1], pa, batch, hh, ww, temb, pb));
+    TS_NN_TRY(ts_nn_resnet_forward(run, &u->mid_res[0], cur, batch, hh, ww, temb, pa));
+    TS_NN_TRY(transformer_forward(u, run, &u->mid_attn, pa, batch, hh, ww, context, tokens));
+    TS_NN_TRY(ts_nn_resnet_forward(run, &u->mid_res[1], pa, batch, hh, ww, temb, pb));
     cur = pb;
     float *other = pa;
 
@@ -444,7 +430,7 @@ ts_status ts_unet_forward_t(ts_unet *u, const float *x, int batch, int h, int w,
             int sc = skip_c[n_skips];
             ts_arena_mark m = ts_arena_save(u->arena);
             float *cat;
-            SCRATCH(cat, (size_t)batch * (c + sc) * hh * ww);
+            TS_NN_SCRATCH(cat, (size_t)batch * (c + sc) * hh * ww);
             ts_op_concat_channels(cur, c, skips[n_skips], sc, batch, (size_t)hh * ww, cat);
             s = ts_nn_resnet_forward(run, &lv->up_res[j], cat, batch, hh, ww, temb, other);
             ts_arena_restore(u->arena, m);
@@ -455,11 +441,11 @@ ts_status ts_unet_forward_t(ts_unet *u, const float *x, int batch, int h, int w,
             cur = other;
             other = tmp;
             if (lv->has_up_attn)
-                TRY(transformer_forward(u, run, &lv->up_attn[j], cur, batch, hh, ww, context,
-                                        tokens));
+                TS_NN_TRY(transformer_forward(u, run, &lv->up_attn[j], cur, batch, hh, ww, context,
+                                              tokens));
         }
         if (lv->has_upsample) {
-            TRY(upsample_forward(run, &lv->upsample, cur, batch, hh, ww, other));
+            TS_NN_TRY(upsample_forward(run, &lv->upsample, cur, batch, hh, ww, other));
             hh *= 2;
             ww *= 2;
             float *tmp = cur;
@@ -471,7 +457,7 @@ ts_status ts_unet_forward_t(ts_unet *u, const float *x, int batch, int h, int w,
     /* Output: SiLU(GroupNorm) then conv_out to (B, out, H, W). */
     ts_op_group_norm(cur, batch, c, (size_t)hh * ww, cfg->norm_groups, u->norm_out.gamma,
                      u->norm_out.beta, cfg->norm_eps, 1, other);
-    TRY(ts_conv2d_forward(u->dnnl, &u->conv_out, other, batch, hh, ww, out, err));
+    TS_NN_TRY(ts_conv2d_forward(u->dnnl, &u->conv_out, other, batch, hh, ww, out, err));
     u->last_flops = ts_dnnl_flops(u->dnnl);
 done:
     ts_arena_restore(u->arena, m0);

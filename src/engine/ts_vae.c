@@ -252,20 +252,6 @@ void ts_vae_destroy(ts_vae *v)
 
 /* ------------------------------------------------------------ forward */
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        if ((s = (x)) != TS_OK)                                                                    \
-            goto done;                                                                             \
-    } while (0)
-
-#define SCRATCH(p, n)                                                                              \
-    do {                                                                                           \
-        if (!((p) = ts_arena_floats(run->arena, (n), run->err))) {                                 \
-            s = run->err->status;                                                                  \
-            goto done;                                                                             \
-        }                                                                                          \
-    } while (0)
-
 /* Mid-block attention on x (1, C, H, W), in place:
  *   x += to_image(to_out(attention(q, k, v of to_tokens(group_norm(x))))) */
 static ts_status attn_forward(ts_nn_run *run, const vae_attn *a, float *x, int c, int h, int w,
@@ -275,13 +261,13 @@ static ts_status attn_forward(ts_nn_run *run, const vae_attn *a, float *x, int c
     size_t hw = (size_t)h * w;
     ts_arena_mark m = ts_arena_save(run->arena);
     float *n, *tok, *o;
-    SCRATCH(n, (size_t)c * hw);
-    SCRATCH(tok, (size_t)c * hw);
-    SCRATCH(o, (size_t)c * hw);
+    TS_NN_SCRATCH(n, (size_t)c * hw);
+    TS_NN_SCRATCH(tok, (size_t)c * hw);
+    TS_NN_SCRATCH(o, (size_t)c * hw);
     ts_op_group_norm(x, 1, c, hw, groups, a->norm.gamma, a->norm.beta, VAE_EPS, 0, n);
     ts_op_nchw_to_nhwc(n, 1, c, hw, tok); /* (HW, C) */
     memset(o, 0, (size_t)c * hw * sizeof(float));
-    TRY(ts_nn_attn_forward(run, &a->attn, tok, 1, (int)hw, NULL, 0, 0, o));
+    TS_NN_TRY(ts_nn_attn_forward(run, &a->attn, tok, 1, (int)hw, NULL, 0, 0, o));
     ts_op_nhwc_to_nchw(o, 1, c, hw, n);
     ts_op_add_inplace(x, n, (size_t)c * hw);
 done:
@@ -341,21 +327,21 @@ ts_status ts_vae_decode(ts_vae *v, const float *latent, int h, int w, float *out
 
     size_t big = largest(cfg, h * f, w * f);
     float *pa, *pb, *z;
-    SCRATCH(pa, big);
-    SCRATCH(pb, big);
-    SCRATCH(z, (size_t)lc * h * w);
+    TS_NN_SCRATCH(pa, big);
+    TS_NN_SCRATCH(pb, big);
+    TS_NN_SCRATCH(z, (size_t)lc * h * w);
 
     /* z = post_quant_conv(latent); x = conv_in(z)        (1, C_last, h, w) */
     if (v->has_post_quant)
-        TRY(ts_conv2d_forward(v->dnnl, &v->post_quant_conv, latent, 1, h, w, z, err));
+        TS_NN_TRY(ts_conv2d_forward(v->dnnl, &v->post_quant_conv, latent, 1, h, w, z, err));
     else
         memcpy(z, latent, (size_t)lc * h * w * sizeof(float));
-    TRY(ts_conv2d_forward(v->dnnl, &d->conv_in, z, 1, h, w, pa, err));
+    TS_NN_TRY(ts_conv2d_forward(v->dnnl, &d->conv_in, z, 1, h, w, pa, err));
     int c = ch[nb - 1], hh = h, ww = w;
     float *tmp;
     {
         ts_arena_mark m = ts_arena_save(v->arena);
-        SCRATCH(tmp, (size_t)c * hh * ww);
+        TS_NN_SCRATCH(tmp, (size_t)c * hh * ww);
         s = mid_forward(run, &d->mid, pa, c, hh, ww, cfg->norm_groups, tmp, pb);
         ts_arena_restore(v->arena, m);
         if (s != TS_OK)
@@ -367,7 +353,7 @@ ts_status ts_vae_decode(ts_vae *v, const float *latent, int h, int w, float *out
     for (int i = 0; i < nb; i++) {
         int oc = ch[nb - 1 - i];
         for (int j = 0; j < d->n_res; j++) {
-            TRY(ts_nn_resnet_forward(run, &d->res[i][j], cur, 1, hh, ww, NULL, other));
+            TS_NN_TRY(ts_nn_resnet_forward(run, &d->res[i][j], cur, 1, hh, ww, NULL, other));
             float *t = cur;
             cur = other;
             other = t;
@@ -376,7 +362,7 @@ ts_status ts_vae_decode(ts_vae *v, const float *latent, int h, int w, float *out
         if (d->has_sample[i]) {
             ts_arena_mark m = ts_arena_save(v->arena);
             float *up;
-            SCRATCH(up, (size_t)c * 4 * hh * ww);
+            TS_NN_SCRATCH(up, (size_t)c * 4 * hh * ww);
             ts_op_upsample_nearest2x(cur, 1, c, hh, ww, up);
             s = ts_conv2d_forward(v->dnnl, &d->sample[i], up, 1, 2 * hh, 2 * ww, other, err);
             ts_arena_restore(v->arena, m);
@@ -393,7 +379,7 @@ ts_status ts_vae_decode(ts_vae *v, const float *latent, int h, int w, float *out
     /* out = conv_out(silu(group_norm(x)))                   (1, 3, H, W) */
     ts_op_group_norm(cur, 1, c, (size_t)hh * ww, cfg->norm_groups, d->norm_out.gamma,
                      d->norm_out.beta, VAE_EPS, 1, other);
-    TRY(ts_conv2d_forward(v->dnnl, &d->conv_out, other, 1, hh, ww, out, err));
+    TS_NN_TRY(ts_conv2d_forward(v->dnnl, &d->conv_out, other, 1, hh, ww, out, err));
     v->last_flops = ts_dnnl_flops(v->dnnl);
 done:
     ts_arena_restore(v->arena, m0);
@@ -423,25 +409,25 @@ ts_status ts_vae_encode(ts_vae *v, const float *image, int height, int width, fl
 
     size_t big = largest(cfg, height, width);
     float *pa, *pb;
-    SCRATCH(pa, big);
-    SCRATCH(pb, big);
+    TS_NN_SCRATCH(pa, big);
+    TS_NN_SCRATCH(pb, big);
 
     /* x = conv_in(image)                                    (1, C0, H, W) */
-    TRY(ts_conv2d_forward(v->dnnl, &e->conv_in, image, 1, height, width, pa, err));
+    TS_NN_TRY(ts_conv2d_forward(v->dnnl, &e->conv_in, image, 1, height, width, pa, err));
     float *cur = pa, *other = pb;
     int c = ch[0], hh = height, ww = width;
 
     /* Down blocks: L resnets, then pad (0, 1, 0, 1) + stride-2 conv. */
     for (int i = 0; i < nb; i++) {
         for (int j = 0; j < e->n_res; j++) {
-            TRY(ts_nn_resnet_forward(run, &e->res[i][j], cur, 1, hh, ww, NULL, other));
+            TS_NN_TRY(ts_nn_resnet_forward(run, &e->res[i][j], cur, 1, hh, ww, NULL, other));
             float *t = cur;
             cur = other;
             other = t;
             c = ch[i];
         }
         if (e->has_sample[i]) {
-            TRY(ts_conv2d_forward(v->dnnl, &e->sample[i], cur, 1, hh, ww, other, err));
+            TS_NN_TRY(ts_conv2d_forward(v->dnnl, &e->sample[i], cur, 1, hh, ww, other, err));
             hh /= 2;
             ww /= 2;
             float *t = cur;
@@ -452,7 +438,7 @@ ts_status ts_vae_encode(ts_vae *v, const float *image, int height, int width, fl
     {
         ts_arena_mark m = ts_arena_save(v->arena);
         float *tmp;
-        SCRATCH(tmp, (size_t)c * hh * ww);
+        TS_NN_SCRATCH(tmp, (size_t)c * hh * ww);
         s = mid_forward(run, &e->mid, cur, c, hh, ww, cfg->norm_groups, tmp, other);
         ts_arena_restore(v->arena, m);
         if (s != TS_OK)
@@ -466,10 +452,10 @@ ts_status ts_vae_encode(ts_vae *v, const float *image, int height, int width, fl
     ts_op_group_norm(cur, 1, c, (size_t)hh * ww, cfg->norm_groups, e->norm_out.gamma,
                      e->norm_out.beta, VAE_EPS, 1, other);
     float *mom;
-    SCRATCH(mom, (size_t)2 * lc * hh * ww);
-    TRY(ts_conv2d_forward(v->dnnl, &e->conv_out, other, 1, hh, ww, mom, err));
+    TS_NN_SCRATCH(mom, (size_t)2 * lc * hh * ww);
+    TS_NN_TRY(ts_conv2d_forward(v->dnnl, &e->conv_out, other, 1, hh, ww, mom, err));
     if (v->has_quant) {
-        TRY(ts_conv2d_forward(v->dnnl, &v->quant_conv, mom, 1, hh, ww, cur, err));
+        TS_NN_TRY(ts_conv2d_forward(v->dnnl, &v->quant_conv, mom, 1, hh, ww, cur, err));
         memcpy(mom, cur, (size_t)2 * lc * hh * ww * sizeof(float));
     }
     /* mean = first L channels; logvar = the rest, clamped to [-30, 20] as
