@@ -509,17 +509,26 @@ static ts_status decode_raw(const uint8_t *data, size_t len, const ts_image_limi
     return st;
 }
 
+/* The opening of both public decoders: dst (named `what` in the error)
+ * must exist and is emptied, then the file is decoded to raw samples;
+ * info may be NULL. */
+static ts_status decode_begin(const uint8_t *data, size_t len, const ts_image_limits *limits,
+                              ts_image *dst, const char *what, ts_image_raw *raw,
+                              ts_image_info *info, ts_error *err)
+{
+    if (!dst)
+        return ts_error_set(err, TS_ERR_ARG, "no %s to decode into", what);
+    dst->width = dst->height = 0;
+    dst->pixels = NULL;
+    ts_image_info tmp;
+    return decode_raw(data, len, limits, raw, info ? info : &tmp, err);
+}
+
 ts_status ts_image_decode(const uint8_t *data, size_t len, const ts_image_limits *limits,
                           ts_image *img, ts_image_info *info, ts_error *err)
 {
-    if (!img)
-        return ts_error_set(err, TS_ERR_ARG, "no image to decode into");
-    img->width = img->height = 0;
-    img->pixels = NULL;
-    ts_image_info tmp;
-    ts_image_info *in = info ? info : &tmp;
     ts_image_raw raw = {0};
-    ts_status st = decode_raw(data, len, limits, &raw, in, err);
+    ts_status st = decode_begin(data, len, limits, img, "image", &raw, info, err);
     if (st != TS_OK)
         return st;
 
@@ -548,14 +557,8 @@ out:
 ts_status ts_image_decode_mask(const uint8_t *data, size_t len, const ts_image_limits *limits,
                                ts_image *mask, ts_image_info *info, ts_error *err)
 {
-    if (!mask)
-        return ts_error_set(err, TS_ERR_ARG, "no mask to decode into");
-    mask->width = mask->height = 0;
-    mask->pixels = NULL;
-    ts_image_info tmp;
-    ts_image_info *in = info ? info : &tmp;
     ts_image_raw raw = {0};
-    ts_status st = decode_raw(data, len, limits, &raw, in, err);
+    ts_status st = decode_begin(data, len, limits, mask, "mask", &raw, info, err);
     if (st != TS_OK)
         return st;
     st = ts_image_alloc(mask, raw.width, raw.height, err);
