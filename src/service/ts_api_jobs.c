@@ -182,6 +182,16 @@ static int job_credentials(ts_http_request *req, const char **id, const char **t
     return 1;
 }
 
+/* The opening of every request about one job (status, delete, download,
+ * events): the rate check of a non-submitting request, then the id and
+ * token. 0: the answer (rate limit or no job) has been sent. */
+static int job_request(ts_api *api, ts_http_request *req, const char **id, const char **token)
+{
+    if (!ts_api_rate_check(api, req, 0))
+        return 0;
+    return job_credentials(req, id, token);
+}
+
 /* ------------------------------------------------------------- parsing */
 
 /* Numbers may come as JSON numbers or (multipart) as text. */
@@ -686,10 +696,8 @@ static void on_job_create(ts_http_request *req, void *user)
 static void on_job_status(ts_http_request *req, void *user)
 {
     ts_api *api = user;
-    if (!ts_api_rate_check(api, req, 0))
-        return;
     const char *id, *token;
-    if (!job_credentials(req, &id, &token))
+    if (!job_request(api, req, &id, &token))
         return;
     ts_job_status st;
     if (ts_jobs_status(api->jobs, id, token, &st, NULL) != TS_OK) {
@@ -702,10 +710,8 @@ static void on_job_status(ts_http_request *req, void *user)
 static void on_job_delete(ts_http_request *req, void *user)
 {
     ts_api *api = user;
-    if (!ts_api_rate_check(api, req, 0))
-        return;
     const char *id, *token;
-    if (!job_credentials(req, &id, &token))
+    if (!job_request(api, req, &id, &token))
         return;
     if (ts_jobs_delete(api->jobs, id, token, NULL) != TS_OK) {
         ts_api_respond_no_job(req);
@@ -741,10 +747,8 @@ static int parse_file(const char *file, int *index, ts_image_format *fmt)
 static void on_job_download(ts_http_request *req, void *user)
 {
     ts_api *api = user;
-    if (!ts_api_rate_check(api, req, 0))
-        return;
     const char *id, *token;
-    if (!job_credentials(req, &id, &token))
+    if (!job_request(api, req, &id, &token))
         return;
     int index;
     ts_image_format fmt;
@@ -1023,10 +1027,8 @@ static void *sse_heartbeat(void *arg)
 static void on_job_events(ts_http_request *req, void *user)
 {
     ts_api *api = user;
-    if (!ts_api_rate_check(api, req, 0))
-        return;
     const char *id, *token;
-    if (!job_credentials(req, &id, &token))
+    if (!job_request(api, req, &id, &token))
         return;
     sse_stream *s = calloc(1, sizeof *s);
     if (!s) {
