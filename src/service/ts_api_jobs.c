@@ -102,6 +102,18 @@ void ts_api_respond_submit_error(ts_http_request *req, ts_status st, const ts_jo
                           NULL);
 }
 
+void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_error *err,
+                                const char *param)
+{
+    /* A limit on an upload (image, mask) keeps its own status (413); any
+     * other limit is a request error. */
+    int upload = param && (strcmp(param, "image") == 0 || strcmp(param, "mask") == 0);
+    if (st == TS_ERR_LIMIT && !upload)
+        ts_http_respond_error_code(req, 400, "invalid_request_error", "limit", err->message, param);
+    else
+        ts_http_respond_error(req, st, err->message, param);
+}
+
 int ts_api_route_metric(const char *t)
 {
     static const struct {
@@ -661,12 +673,7 @@ static void on_job_create(ts_http_request *req, void *user)
     ts_error_clear(&err);
     ts_status st = ts_api_parse_input(api, req, 1, 0, &in, &param, &err);
     if (st != TS_OK) {
-        if (st == TS_ERR_LIMIT && (!param || strcmp(param, "image") != 0) &&
-            (!param || strcmp(param, "mask") != 0))
-            ts_http_respond_error_code(req, 400, "invalid_request_error", "limit", err.message,
-                                       param);
-        else
-            ts_http_respond_error(req, st, err.message, param);
+        ts_api_respond_parse_error(req, st, &err, param);
         return;
     }
     ts_job_ticket t;

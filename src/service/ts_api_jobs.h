@@ -110,6 +110,11 @@ void ts_api_respond_no_job(ts_http_request *req);
 void ts_api_respond_submit_error(ts_http_request *req, ts_status st, const ts_job_ticket *t,
                                  const ts_error *err);
 
+/* Answers a ts_api_parse_input failure: a limit on anything but an upload
+ * (image, mask) is 400 "limit"; everything else answers as st maps. */
+void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_error *err,
+                                const char *param);
+
 /* Encodes result `index` of a finished job in format; *out is released with
  * ts_image_buffer_free. */
 ts_status ts_api_encode_result(ts_api *api, const char *id, const char *token, int index,

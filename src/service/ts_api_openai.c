@@ -177,12 +177,7 @@ static void on_images(ts_http_request *req, void *user, int edits)
     ts_error_clear(&err);
     ts_status st = ts_api_parse_input(api, req, edits, edits, &in, &param, &err);
     if (st != TS_OK) {
-        int upload = param && (strcmp(param, "image") == 0 || strcmp(param, "mask") == 0);
-        if (st == TS_ERR_LIMIT && !upload)
-            ts_http_respond_error_code(req, 400, "invalid_request_error", "limit", err.message,
-                                       param);
-        else
-            ts_http_respond_error(req, st, err.message, param);
+        ts_api_respond_parse_error(req, st, &err, param);
         return;
     }
 
