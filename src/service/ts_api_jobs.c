@@ -814,14 +814,9 @@ static int sse_append(sse_stream *s, const char *text, size_t n)
         size_t cap = s->cap ? s->cap : 4096;
         while (cap < s->len + n)
             cap *= 2;
-        char *nb = malloc(cap);
+        char *nb = ts_secure_regrow(s->buf, s->len, s->cap, cap);
         if (!nb)
             return 0;
-        if (s->buf) {
-            memcpy(nb, s->buf, s->len);
-            sodium_memzero(s->buf, s->cap);
-            free(s->buf);
-        }
         s->buf = nb;
         s->cap = cap;
     }

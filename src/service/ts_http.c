@@ -29,6 +29,7 @@
 
 #include "ts_clock.h"
 #include "ts_log.h"
+#include "ts_secure.h"
 
 #define MAX_ROUTES       48
 #define MAX_PARAMS       4
@@ -820,17 +821,11 @@ static int body_append(ts_http_request *req, const char *data, size_t n)
             cap *= 2;
         if (cap > req->body_limit)
             cap = req->body_limit;
-        /* Grow by copy so the old buffer can be wiped (realloc could leave
-         * a copy of the user's photo behind in freed memory). */
-        uint8_t *nb = malloc(cap);
+        /* Grown by copy so the old buffer is wiped (the user's photo). */
+        uint8_t *nb = ts_secure_regrow(req->body, req->body_len, req->body_cap, cap);
         if (!nb) {
             ts_http_respond_error(req, TS_ERR_NOMEM, "the server is out of memory", NULL);
             return 0;
-        }
-        if (req->body) {
-            memcpy(nb, req->body, req->body_len);
-            sodium_memzero(req->body, req->body_cap);
-            free(req->body);
         }
         req->body = nb;
         req->body_cap = cap;

@@ -56,6 +56,19 @@ void ts_secure_free(void *p, size_t n)
     free(p);
 }
 
+void *ts_secure_regrow(void *p, size_t len, size_t cap, size_t new_cap)
+{
+    unsigned char *nb = malloc(new_cap);
+    if (!nb)
+        return NULL;
+    if (p) {
+        memcpy(nb, p, len);
+        sodium_memzero(p, cap);
+        free(p);
+    }
+    return nb;
+}
+
 void ts_secure_free_string(char *s)
 {
     if (!s)

@@ -38,6 +38,14 @@ void ts_secure_wipe(void *p, size_t n);
 /* Zeroes n bytes at p, then frees p (malloc'd). NULL is fine. */
 void ts_secure_free(void *p, size_t n);
 
+/* Grows a malloc'd buffer of cap bytes (len of them in use, len <= new_cap)
+ * to new_cap bytes by copy, so the old block can be zeroed before it is
+ * freed (realloc could leave a copy of user content behind in freed memory).
+ * Returns the new buffer, p having been zeroed and freed; NULL when
+ * allocation failed, p then untouched and still the caller's. p may be NULL.
+ * Does not call the free hook. */
+void *ts_secure_regrow(void *p, size_t len, size_t cap, size_t new_cap);
+
 /* Zeroes a NUL-terminated malloc'd string (its whole length), then frees it. */
 void ts_secure_free_string(char *s);
 
