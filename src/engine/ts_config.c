@@ -176,6 +176,22 @@ static ts_status expect_unset(json_t *root, const char *const *keys, ts_error *e
     return TS_OK;
 }
 
+/* block_out_channels, which UNet and VAE configs both require: a list of 1
+ * to MAX_BLOCKS channel counts, each in [1, CH_MAX]; its length is the
+ * number of blocks. */
+static ts_status get_block_channels(json_t *root, int *n_blocks, int *out, ts_error *err)
+{
+    json_t *boc = json_object_get(root, "block_out_channels");
+    if (!json_is_array(boc) || json_array_size(boc) == 0 || json_array_size(boc) > MAX_BLOCKS)
+        return ts_error_set(err, TS_ERR_FORMAT,
+                            "config key \"block_out_channels\" must list 1 to "
+                            "%d channel counts",
+                            MAX_BLOCKS);
+    *n_blocks = (int)json_array_size(boc);
+    int present;
+    return get_int_or_list(root, "block_out_channels", *n_blocks, 1, CH_MAX, out, &present, err);
+}
+
 static ts_status load_root(const char *json, size_t len, json_t **out, ts_error *err)
 {
     if (len > TS_CONFIG_FILE_MAX)
@@ -324,18 +340,8 @@ ts_status ts_unet_config_parse(const char *json, size_t len, ts_unet_config *c, 
     TRY(get_float(root, "freq_shift", &c->freq_shift, err));
     TRY(get_int(root, "downsample_padding", 0, 1, &c->downsample_padding, err));
 
-    json_t *boc = json_object_get(root, "block_out_channels");
-    if (!json_is_array(boc) || json_array_size(boc) == 0 || json_array_size(boc) > MAX_BLOCKS) {
-        s = ts_error_set(err, TS_ERR_FORMAT,
-                         "config key \"block_out_channels\" must list 1 to "
-                         "%d channel counts",
-                         MAX_BLOCKS);
-        goto done;
-    }
-    c->n_blocks = (int)json_array_size(boc);
+    TRY(get_block_channels(root, &c->n_blocks, c->block_out_channels, err));
     int present;
-    TRY(get_int_or_list(root, "block_out_channels", c->n_blocks, 1, CH_MAX, c->block_out_channels,
-                        &present, err));
 
     int nd, nu;
     TRY(block_types(root, "down_block_types", &nd, c->down_cross_attn, 1, err));
@@ -445,18 +451,7 @@ ts_status ts_vae_config_parse(const char *json, size_t len, ts_vae_config *c, ts
     static const char *const unset[] = {"latents_mean", "latents_std", NULL};
     TRY(expect_unset(root, unset, err));
 
-    json_t *boc = json_object_get(root, "block_out_channels");
-    if (!json_is_array(boc) || json_array_size(boc) == 0 || json_array_size(boc) > MAX_BLOCKS) {
-        s = ts_error_set(err, TS_ERR_FORMAT,
-                         "config key \"block_out_channels\" must list 1 to "
-                         "%d channel counts",
-                         MAX_BLOCKS);
-        goto done;
-    }
-    c->n_blocks = (int)json_array_size(boc);
-    int present;
-    TRY(get_int_or_list(root, "block_out_channels", c->n_blocks, 1, CH_MAX, c->block_out_channels,
-                        &present, err));
+    TRY(get_block_channels(root, &c->n_blocks, c->block_out_channels, err));
     TRY(vae_block_types(root, "down_block_types", "DownEncoderBlock2D", c->n_blocks, err));
     TRY(vae_block_types(root, "up_block_types", "UpDecoderBlock2D", c->n_blocks, err));
     TRY(get_int(root, "in_channels", 1, 64, &c->in_channels, err));
