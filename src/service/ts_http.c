@@ -20,10 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <sodium.h>
 
@@ -1076,6 +1078,39 @@ ts_status ts_http_server_create(const ts_http_options *opts, ts_http_server **ou
     return TS_OK;
 }
 
+/* libmicrohttpd says only that it could not start. To tell the operator why,
+ * the TLS pair is tried with GnuTLS first, and after a failed start the bind
+ * is tried once more with a plain socket, whose errno names the cause. */
+static ts_status tls_pair_check(const ts_http_server *srv, ts_error *err)
+{
+    gnutls_certificate_credentials_t cred;
+    if (gnutls_certificate_allocate_credentials(&cred) != GNUTLS_E_SUCCESS)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory checking the TLS files");
+    gnutls_datum_t cert = {(unsigned char *)srv->tls_cert, (unsigned)strlen(srv->tls_cert)};
+    gnutls_datum_t key = {(unsigned char *)srv->tls_key, (unsigned)srv->tls_key_len};
+    int rc = gnutls_certificate_set_x509_key_mem(cred, &cert, &key, GNUTLS_X509_FMT_PEM);
+    gnutls_certificate_free_credentials(cred);
+    if (rc < 0)
+        return ts_error_set(err, TS_ERR_ARG,
+                            "the TLS certificate (%s) and key (%s) cannot be used together: %s",
+                            srv->opts.tls_cert_path, srv->opts.tls_key_path, gnutls_strerror(rc));
+    return TS_OK;
+}
+
+static const char *bind_failure_reason(const struct sockaddr_storage *ss, socklen_t slen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return strerror(errno);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const char *reason = NULL;
+    if (bind(fd, (const struct sockaddr *)ss, slen) != 0)
+        reason = strerror(errno);
+    close(fd);
+    return reason;
+}
+
 ts_status ts_http_server_start(ts_http_server *srv, ts_error *err)
 {
     struct sockaddr_storage ss;
@@ -1083,6 +1118,9 @@ ts_status ts_http_server_start(ts_http_server *srv, ts_error *err)
     int v6;
     ts_status st = parse_listen(srv->opts.listen, &ss, &slen, &v6, err);
     if (st != TS_OK)
+        return st;
+
+    if (srv->tls && (st = tls_pair_check(srv, err)) != TS_OK)
         return st;
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
@@ -1111,11 +1149,11 @@ ts_status ts_http_server_start(ts_http_server *srv, ts_error *err)
         (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
         NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
-    if (!srv->daemon)
-        return ts_error_set(err, TS_ERR_IO,
-                            "could not listen on %s (address in use, not local, or TLS files "
-                            "not a valid PEM certificate and key)",
-                            srv->opts.listen);
+    if (!srv->daemon) {
+        const char *reason = bind_failure_reason(&ss, slen);
+        return ts_error_set(err, TS_ERR_IO, "could not listen on %s: %s", srv->opts.listen,
+                            reason ? reason : "the HTTP library could not start");
+    }
 
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
