@@ -843,18 +843,6 @@ static char *preview_data_uri(const ts_image *img)
     return uri;
 }
 
-/* json_dumps text comes from jansson's allocator (which may be the wiping
- * one), so it goes back through jansson's free function. */
-static void json_text_free(char *text)
-{
-    json_free_t free_fn = NULL;
-    json_get_alloc_funcs(NULL, &free_fn);
-    if (free_fn)
-        free_fn(text);
-    else
-        free(text);
-}
-
 static int sse_format(sse_stream *s, const ts_job_event *ev)
 {
     const char *name = ts_job_event_name(ev->type);
@@ -899,7 +887,7 @@ static int sse_format(sse_stream *s, const ts_job_event *ev)
                       name);
     int ok = sse_append(s, head, (size_t)hn) && sse_append(s, text, strlen(text)) &&
              sse_append(s, "\n\n", 2);
-    json_text_free(text);
+    ts_http_json_text_free(text);
     return ok;
 }
 

@@ -467,8 +467,9 @@ void ts_http_respond_static(ts_http_request *req, int status, const char *conten
 }
 
 /* json_dumps text comes from jansson's allocator (which may be the wiping
- * one), so it goes back through jansson's free function. */
-static void json_text_free(char *text)
+ * one), so it goes back through jansson's free function. Also used by the
+ * event stream in ts_api_jobs.c. */
+void ts_http_json_text_free(char *text)
 {
     json_free_t free_fn = NULL;
     json_get_alloc_funcs(NULL, &free_fn);
@@ -488,7 +489,7 @@ void ts_http_respond_json(ts_http_request *req, int status, json_t *json)
         return;
     }
     ts_http_respond(req, status, "application/json", text, strlen(text), TS_HTTP_NO_STORE);
-    json_text_free(text);
+    ts_http_json_text_free(text);
 }
 
 void ts_http_respond_error_code(ts_http_request *req, int http_status, const char *type,

@@ -145,6 +145,10 @@ void ts_http_respond(ts_http_request *req, int status, const char *content_type,
 void ts_http_respond_static(ts_http_request *req, int status, const char *content_type,
                             const void *data, size_t len, int flags);
 
+/* Frees text made by json_dumps through jansson's current free function
+ * (which may be the wiping allocator), falling back to free(). */
+void ts_http_json_text_free(char *text);
+
 /* Serialises and releases json (steals the reference). Always no-store. */
 void ts_http_respond_json(ts_http_request *req, int status, json_t *json);
 
