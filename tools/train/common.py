@@ -7,6 +7,7 @@ programs on the machine keep what they have); instead each training script
 re-executes itself once with OpenBLAS first on LD_LIBRARY_PATH.
 """
 import csv
+import datetime
 import json
 import os
 import random
@@ -70,3 +71,13 @@ class CsvLog:
     def row(self, *vals):
         self.w.writerow(vals)
         self.f.flush()
+
+
+def parse_until(s):
+    """'HH:MM' (UTC, today) -> a time.time() deadline; '' -> None."""
+    if not s:
+        return None
+    now = datetime.datetime.utcnow()
+    hh, mm = map(int, s.split(":"))
+    t = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    return t.timestamp() - now.timestamp() + time.time()

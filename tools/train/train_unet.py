@@ -23,7 +23,6 @@ Usage (from the repository root):
   /usr/bin/python3 tools/train/train_unet.py --steps 100000 --until 18:05
 """
 import argparse
-import datetime
 import math
 import os
 import sys
@@ -72,13 +71,50 @@ def record_weight(rec, heavy=8.0):
     return 1.0
 
 
-def parse_until(s):
-    if not s:
-        return None
-    now = datetime.datetime.utcnow()
-    hh, mm = map(int, s.split(":"))
-    t = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
-    return t.timestamp() - now.timestamp() + time.time()
+# Hue of each colour word in the emoji pictures (degrees), as measured by the
+# product's colour check (tests/unit/engine/colour_test.c).
+HUE_OF = {"red": 5, "orange": 33, "yellow": 48, "green": 90, "blue": 210, "purple": 290}
+
+
+def recolour(images, records):
+    """Recoloured copies of the simple colour-named shapes, with their captions.
+
+    Each picture whose name is one colour word of HUE_OF plus a simple shape
+    ("green heart", "large blue diamond") is copied once per other colour
+    word with its hue turned (HSV hue shift; white, grey and black pixels
+    keep their look) and the colour word of every caption replaced. The emoji
+    set has each shape in only some colours, and one picture per pair; the
+    copies give the text encoder the same shape in every colour, which is
+    what binds the colour word to the hue.
+    -> uint8 images (M, S, S, 3), records (list of dicts)."""
+    import re
+    import numpy as np
+    from PIL import Image
+    out_img, out_rec = [], []
+    for img, rec in zip(images, records):
+        words = rec["name"].split()
+        named = [w for w in words if w in HUE_OF]
+        if len(named) != 1 or "light" in words or not any(s in rec["name"] for s in SHAPES):
+            continue
+        src = named[0]
+        hsv = np.array(Image.fromarray(img).convert("HSV"))
+        for dst in HUE_OF:
+            if dst == src:
+                continue
+            shift = round((HUE_OF[dst] - HUE_OF[src]) / 360.0 * 256)
+            h = hsv.copy()
+            h[..., 0] = ((h[..., 0].astype(np.int32) + shift) % 256).astype(np.uint8)
+            out_img.append(np.array(Image.fromarray(h, "HSV").convert("RGB")))
+            pat = re.compile(r"\b%s\b" % src)
+            caps = [pat.sub(dst, c) for c in rec["captions"]]
+            # "a orange ..." -> "an orange ...": the article follows the word.
+            caps = [re.sub(r"\ba (?=[aeiou])", "an ", re.sub(r"\ban (?=[^aeiou])", "a ", c))
+                    for c in caps]
+            out_rec.append(dict(rec, name=pat.sub(dst, rec["name"]), colour=dst,
+                                captions=caps, recoloured=True))
+    if not out_img:
+        return np.zeros((0,) + images.shape[1:], np.uint8), []
+    return np.stack(out_img), out_rec
 
 
 def encode_latents(vae, data, scale):
@@ -124,6 +160,13 @@ def main():
     ap.add_argument("--seed", type=int, default=4321)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--bench", type=int, default=0, help="time N steps and exit")
+    ap.add_argument("--recolour", type=float, default=0.0,
+                    help="draw weight of recoloured copies of the colour-named shapes "
+                         "(0: none; see recolour())")
+    ap.add_argument("--init", default="",
+                    help="ckpt.pt of an earlier run: start from its averaged (EMA) weights, "
+                         "with a fresh optimiser and step count (for a retrained VAE whose "
+                         "latent space moved only a little)")
     ap.add_argument("--high-t", type=float, default=0.0,
                     help="share of timesteps drawn from [500, 1000) only")
     ap.add_argument("--heavy", type=float, default=8.0,
@@ -157,13 +200,21 @@ def main():
     else:
         lat_mean, lat_std = encode_latents(vae, data, vst["config"]["scaling_factor"])
         torch.save((lat_mean, lat_std), lat_path)
+    if args.recolour > 0:
+        ex_img, ex_rec = recolour(images, records)
+        if len(ex_rec):
+            ex_mean, ex_std = encode_latents(vae, common.to_tensor(ex_img), scale)
+            lat_mean, lat_std = torch.cat([lat_mean, ex_mean]), torch.cat([lat_std, ex_std])
+            records = records + ex_rec
+        print("%d recoloured copies" % len(ex_rec), flush=True)
     del vae
 
     # Every caption tokenised once; index 0 of each row is the empty caption.
     caps = [r["captions"] for r in records]
     empty = torch.tensor(tok.encode(""))
     cap_ids = [torch.tensor([tok.encode(c) for c in cs]) for cs in caps]
-    weights = torch.tensor([record_weight(r, args.heavy) for r in records])
+    weights = torch.tensor([args.recolour if r.get("recoloured") else
+                            record_weight(r, args.heavy) for r in records])
 
     te, unet = build(len(tok.vocab), tok)
     params = list(te.parameters()) + list(unet.parameters())
@@ -171,6 +222,12 @@ def main():
           (L.count_params(te), L.count_params(unet), len(records), int((weights > 4).sum())),
           flush=True)
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    if args.init:
+        st = torch.load(args.init)
+        with torch.no_grad():
+            for p, e in zip(params, st["ema"]):
+                p.copy_(e)
+        print("started from the averaged weights of", args.init, flush=True)
     ema = [p.detach().clone() for p in params]
     gen = torch.Generator().manual_seed(args.seed)
     ac = schedule().float()
@@ -187,7 +244,7 @@ def main():
         print("resumed at step", step, flush=True)
     log = None if args.bench else common.CsvLog(os.path.join(args.work, "loss.csv"),
                                                 ["step", "seconds", "loss", "mse", "lr"])
-    until = parse_until(args.until)
+    until = common.parse_until(args.until)
     unet = unet.to(memory_format=torch.channels_last)
 
     def save():
