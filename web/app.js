@@ -244,6 +244,12 @@
     }
     const st = await resp.json();
     job.expiresAt = Date.now() + st.expires_in * 1000;
+    // Say plainly when the model made the images smaller and they were resized up.
+    const note = $('size-note');
+    note.textContent = st.upscaled
+      ? 'Generated at ' + st.native_size + ' (the model\'s own size), upscaled to ' + st.size + '.'
+      : 'Generated at ' + st.size + '.';
+    note.hidden = false;
     const gallery = $('gallery');
     gallery.textContent = '';
     st.images.forEach((im) => {

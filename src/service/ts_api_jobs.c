@@ -114,6 +114,17 @@ void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_err
         ts_http_respond_error(req, st, err->message, param);
 }
 
+void ts_api_size_fields(json_t *o, int width, int height, int native_width, int native_height)
+{
+    char size[32], native[32];
+    snprintf(size, sizeof size, "%dx%d", width, height);
+    snprintf(native, sizeof native, "%dx%d", native_width, native_height);
+    json_object_set_new(o, "size", json_string(size));
+    json_object_set_new(o, "native_size", json_string(native));
+    json_object_set_new(o, "upscaled",
+                        json_boolean(native_width != width || native_height != height));
+}
+
 int ts_api_route_metric(const char *t)
 {
     static const struct {
@@ -630,6 +641,9 @@ static json_t *status_json(ts_http_request *req, const char *id, const ts_job_st
     json_object_set_new(o, "n", json_integer(st->n));
     json_object_set_new(o, "width", json_integer(st->width));
     json_object_set_new(o, "height", json_integer(st->height));
+    json_object_set_new(o, "native_width", json_integer(st->native_width));
+    json_object_set_new(o, "native_height", json_integer(st->native_height));
+    ts_api_size_fields(o, st->width, st->height, st->native_width, st->native_height);
     json_object_set_new(o, "seed", json_integer((json_int_t)(st->seed & INT64_MAX)));
     json_object_set_new(o, "created_at", json_integer(st->created_ms / 1000));
     json_object_set_new(o, "expires_at", json_integer(st->expires_ms / 1000));
@@ -695,6 +709,8 @@ static void on_job_create(ts_http_request *req, void *user)
                           t.token, "status", "queued", "status_url", status_url, "events_url",
                           events_url, "position", t.position, "width", t.width, "height", t.height,
                           "expires_at", (json_int_t)expires);
+    if (o)
+        ts_api_size_fields(o, t.width, t.height, t.native_width, t.native_height);
     sodium_memzero(&t, sizeof t);
     ts_http_add_header(req, "Location", status_url);
     ts_http_respond_json(req, 202, o);
@@ -757,6 +773,11 @@ static void on_job_download(ts_http_request *req, void *user)
     const char *id, *token;
     if (!job_request(api, req, &id, &token))
         return;
+    ts_job_status js;
+    if (ts_jobs_status(api->jobs, id, token, &js, NULL) != TS_OK) {
+        ts_api_respond_no_job(req);
+        return;
+    }
     int index;
     ts_image_format fmt;
     if (!parse_file(ts_http_param(req, "file"), &index, &fmt)) {
@@ -776,10 +797,16 @@ static void on_job_download(ts_http_request *req, void *user)
         ts_http_respond_error(req, TS_ERR_INTERNAL, "the image could not be encoded", NULL);
         return;
     }
-    char disp[64];
+    char disp[64], native[32];
     snprintf(disp, sizeof disp, "inline; filename=\"togethershot-%d.%s\"", index,
              fmt == TS_IMAGE_JPEG ? "jpg" : ts_image_format_name(fmt));
     ts_http_add_header(req, "Content-Disposition", disp);
+    /* What the API answers say in "native_size" and "upscaled". */
+    snprintf(native, sizeof native, "%dx%d", js.native_width, js.native_height);
+    ts_http_add_header(req, "X-TogetherShot-Native-Size", native);
+    ts_http_add_header(req, "X-TogetherShot-Upscaled",
+                       js.native_width != js.width || js.native_height != js.height ? "true"
+                                                                                    : "false");
     ts_http_respond(req, 200, ts_image_format_mime(fmt), data, len, TS_HTTP_NO_STORE);
     ts_image_buffer_free(data, len);
 }
@@ -867,6 +894,7 @@ static int sse_format(sse_stream *s, const ts_job_event *ev)
     }
     case TS_JOB_EVENT_DONE:
         json_object_set_new(o, "n_results", json_integer(ev->n_results));
+        ts_api_size_fields(o, ev->width, ev->height, ev->native_width, ev->native_height);
         break;
     case TS_JOB_EVENT_FAILED:
     case TS_JOB_EVENT_REFUSED:

@@ -120,6 +120,14 @@ void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_err
 ts_status ts_api_encode_result(ts_api *api, const char *id, const char *token, int index,
                                ts_image_format format, uint8_t **out, size_t *len, ts_error *err);
 
+/* What every answer about a job's images says about their size (added to o):
+ *   "size": "512x512"         the delivered size
+ *   "native_size": "64x64"    the size the model generated
+ *   "upscaled": true          native_size is smaller than size (the model's
+ *                             native size is below what was asked; the images
+ *                             were generated natively and resized up) */
+void ts_api_size_fields(json_t *o, int width, int height, int native_width, int native_height);
+
 /* The metrics route for a route template ("GET /v1/jobs/:id"). */
 int ts_api_route_metric(const char *route_template);
 

@@ -118,10 +118,16 @@ static void answer(ts_http_request *req, sync_job *j, const ts_job_status *st)
         json_object_set_new(item, "revised_prompt", json_null());
         json_array_append_new(data, item);
     }
-    char size[32];
-    snprintf(size, sizeof size, "%dx%d", st->width, st->height);
-    json_t *o = json_pack("{s:I, s:o, s:s, s:s}", "created", (json_int_t)j->created_s, "data", data,
-                          "output_format", ts_image_format_name(fmt), "size", size);
+    /* OpenAI's shape ("created", "data", "output_format", "size": the
+     * delivered size) plus two fields of ours: "native_size", the size the
+     * model generated, and "upscaled". */
+    json_t *o = json_pack("{s:I, s:o, s:s}", "created", (json_int_t)j->created_s, "data", data,
+                          "output_format", ts_image_format_name(fmt));
+    if (!o) {
+        ts_http_respond_error(req, TS_ERR_NOMEM, "the server is out of memory", NULL);
+        return;
+    }
+    ts_api_size_fields(o, st->width, st->height, st->native_width, st->native_height);
     if (!j->b64)
         json_object_set_new(o, "expires_at", json_integer(st->expires_ms / 1000));
     ts_http_respond_json(req, 200, o);

@@ -384,6 +384,10 @@ static void event_from_state(const ts_jobs *jobs, const job *j, ts_job_event *ev
     memset(ev, 0, sizeof *ev);
     ev->seq = j->seq;
     ev->n = j->n;
+    ev->width = j->width;
+    ev->height = j->height;
+    ev->native_width = j->native_width;
+    ev->native_height = j->native_height;
     switch (j->state) {
     case TS_JOB_QUEUED:
         ev->type = TS_JOB_EVENT_QUEUED;
@@ -1191,6 +1195,8 @@ ts_status ts_jobs_submit(ts_jobs *jobs, const ts_job_request *rq, ts_job_ticket 
     }
     ticket->width = j->width;
     ticket->height = j->height;
+    ticket->native_width = j->native_width;
+    ticket->native_height = j->native_height;
     j->created_ms = ts_clock_now_ms();
     j->expires_ms = j->created_ms + jobs->retention_ms;
 

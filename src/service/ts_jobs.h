@@ -125,6 +125,8 @@ typedef struct ts_job_ticket {
     int position;                  /* 1 = next to run */
     int width, height;             /* the size that will be delivered */
     int retry_after_s;             /* set with TS_ERR_BUSY */
+    int native_width;              /* the size generated; below width x height when upscaled */
+    int native_height;
 } ts_job_ticket;
 
 typedef struct ts_job_status {
@@ -265,7 +267,7 @@ typedef enum ts_job_event_type {
     TS_JOB_EVENT_QUEUED = 0, /* position */
     TS_JOB_EVENT_RUNNING,    /* the job left the queue */
     TS_JOB_EVENT_PROGRESS,   /* image_index, step, total, preview */
-    TS_JOB_EVENT_DONE,       /* n_results */
+    TS_JOB_EVENT_DONE,       /* n_results (and the sizes every event carries) */
     TS_JOB_EVENT_FAILED,     /* message */
     TS_JOB_EVENT_REFUSED,    /* message */
     TS_JOB_EVENT_CANCELLED,  /* message */
@@ -283,6 +285,10 @@ typedef struct ts_job_event {
     ts_image preview; /* PROGRESS: small RGB preview, or empty; owned by the event */
     int n_results;
     char message[TS_JOB_MESSAGE_MAX];
+    /* Every event: the delivered size and the size generated (smaller when
+     * the model's native size is below the delivered one: upscaled). */
+    int width, height;
+    int native_width, native_height;
 } ts_job_event;
 
 /* Frees (wipes) the preview; leaves the event empty. */

@@ -77,6 +77,10 @@ test('generate from the page with a photo, download, delete', { skip: !existsSyn
       const between = new Set(values.filter((v) => v > 0 && v < 100));
       assert.ok(between.size >= 2, `the bar moved through several values: ${values}`);
       assert.match(await page.textContent('#countdown'), /Deleted automatically in \d+:\d\d:\d\d/);
+      // The model's native size is below 256x256: the page says the images
+      // were generated smaller and upscaled, with the sizes the API reports.
+      assert.match(await page.textContent('#size-note'),
+        /^Generated at \d+x\d+ \(the model's own size\), upscaled to 256x256\.$/);
 
       const shot = process.env.TS_E2E_SCREENSHOT || join(root, 'page.png');
       await page.screenshot({ path: shot, fullPage: true });

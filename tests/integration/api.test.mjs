@@ -340,6 +340,62 @@ test('uploads: every orientation and colour kind accepted; broken ones refused',
   if (!(r instanceof Error)) assert.equal(r.status, 413);
 });
 
+// The width and height a PNG's header declares.
+function pngSize(buf) {
+  return `${buf.readUInt32BE(16)}x${buf.readUInt32BE(20)}`;
+}
+
+test('every answer says the delivered size and the size the model generated', async () => {
+  // The synthetic runner's native size is 64x64: 128x128 is generated at
+  // 64x64 and upscaled, 64x64 is generated as it is.
+  const dir = tempDir();
+  const s2 = await startServer({ dataDir: dir + '/data',
+    env: { TOGETHERSHOT_TEST_RUNNER: 'synthetic' } });
+  try {
+    const client = new OpenAI({ baseURL: s2.url + '/v1', apiKey: 'unused', maxRetries: 0 });
+    const big = await client.images.generate({ prompt: 'a red heart', size: '128x128',
+      response_format: 'b64_json', steps: 1 });
+    assert.equal(big.size, '128x128', 'OpenAI "size" is the delivered size');
+    assert.equal(big.native_size, '64x64');
+    assert.equal(big.upscaled, true);
+    assert.equal(pngSize(Buffer.from(big.data[0].b64_json, 'base64')), '128x128');
+    const small = await client.images.generate({ prompt: 'a red heart', size: '64x64',
+      response_format: 'url', steps: 1 });
+    assert.equal(small.size, '64x64');
+    assert.equal(small.native_size, '64x64');
+    assert.equal(small.upscaled, false);
+
+    const resp = await fetch(`${s2.url}/v1/jobs`, { method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'a lighthouse', size: '128x128', steps: 1 }) });
+    assert.equal(resp.status, 202);
+    const job = await resp.json();
+    assert.equal(job.size, '128x128');
+    assert.equal(job.native_size, '64x64');
+    assert.equal(job.upscaled, true);
+    const ev = await readEvents(`${s2.url}/v1/jobs/${job.id}/events?token=${job.token}`,
+      (e) => ['done', 'failed', 'refused', 'cancelled'].includes(e.event));
+    const done = ev.events.at(-1);
+    assert.equal(done.event, 'done');
+    assert.equal(done.json.size, '128x128');
+    assert.equal(done.json.native_size, '64x64');
+    assert.equal(done.json.upscaled, true);
+    const st = await (await fetch(`${s2.url}/v1/jobs/${job.id}?token=${job.token}`)).json();
+    assert.equal(st.size, '128x128');
+    assert.equal(st.native_size, '64x64');
+    assert.equal(st.upscaled, true);
+    assert.deepEqual([st.width, st.height, st.native_width, st.native_height], [128, 128, 64, 64]);
+    const img = await fetch(`${s2.url}/v1/jobs/${job.id}/images/0.png?token=${job.token}`);
+    assert.equal(img.status, 200);
+    assert.equal(img.headers.get('x-togethershot-native-size'), '64x64');
+    assert.equal(img.headers.get('x-togethershot-upscaled'), 'true');
+    assert.equal(pngSize(Buffer.from(await img.arrayBuffer())), '128x128');
+  } finally {
+    await s2.stop();
+    cleanup(dir);
+  }
+});
+
 test('security headers on every response, and no Set-Cookie anywhere', async () => {
   assert.ok(seen.length > 30, 'the sweep covers many responses');
   for (const [what, resp] of seen) checkSecurityHeaders(assert, resp, what);
