@@ -672,6 +672,8 @@ static json_t *status_json(ts_http_request *req, const char *id, const ts_job_st
     json_object_set_new(o, "images", imgs);
     if (st->message[0])
         json_object_set_new(o, "message", json_string(st->message));
+    if (st->expired)
+        json_object_set_new(o, "code", json_string("expired"));
     (void)req;
     return o;
 }
@@ -902,6 +904,8 @@ static int sse_format(sse_stream *s, const ts_job_event *ev)
         json_object_set_new(o, "message", json_string(ev->message));
         if (ev->type == TS_JOB_EVENT_REFUSED)
             json_object_set_new(o, "code", json_string("portrait_rights"));
+        if (ev->type == TS_JOB_EVENT_FAILED && ev->expired)
+            json_object_set_new(o, "code", json_string("expired"));
         break;
     default:
         break;

@@ -78,6 +78,13 @@ static void answer(ts_http_request *req, sync_job *j, const ts_job_status *st)
                               NULL);
         return;
     }
+    if (st->state == TS_JOB_FAILED && st->expired) {
+        /* Not a fault of the request nor of the server: the queue was
+         * longer than the retention allows a job to wait. */
+        ts_http_add_header(req, "Retry-After", "60");
+        ts_http_respond_error_code(req, 503, "server_error", "expired", st->message, NULL);
+        return;
+    }
     if (st->state == TS_JOB_FAILED) {
         ts_http_respond_error(req, TS_ERR_INTERNAL,
                               st->message[0] ? st->message : "generating the image failed", NULL);

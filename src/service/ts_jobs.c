@@ -86,6 +86,7 @@ struct job {
 
     int image_index, step, total;
     int64_t created_ms, expires_ms;
+    int expired; /* failed because its retention ended while queued */
     char message[TS_JOB_MESSAGE_MAX];
     uint64_t seq;
     ts_job_sub *subs;
@@ -260,6 +261,8 @@ static void token_hash(const ts_jobs *jobs, const char *token, uint8_t out[32])
                        jobs->token_key, sizeof jobs->token_key);
 }
 
+static void expire_queued(ts_jobs *jobs, job *j);
+
 /* Finds a job by id and token. The token is hashed before the lookup and the
  * hashes are compared in constant time, so a wrong token and an unknown id
  * take the same path and answer the same (P10). Caller holds the lock. */
@@ -278,9 +281,14 @@ static job *find_job(ts_jobs *jobs, const char *id, const char *token)
             }
         }
     sodium_memzero(h, sizeof h);
-    if (found && found->expires_ms <= ts_clock_now_ms())
-        return NULL;
-    return found;
+    if (!found || found->expires_ms > ts_clock_now_ms())
+        return found;
+    /* Past its retention: a queued job fails now and says why; a running one
+     * goes on to its end; a finished one is gone. */
+    if (found->state == TS_JOB_QUEUED)
+        expire_queued(jobs, found);
+    return ts_job_state_is_final(found->state) && found->expires_ms <= ts_clock_now_ms() ? NULL
+                                                                                         : found;
 }
 
 static void job_free(job *j)
@@ -388,6 +396,7 @@ static void event_from_state(const ts_jobs *jobs, const job *j, ts_job_event *ev
     ev->height = j->height;
     ev->native_width = j->native_width;
     ev->native_height = j->native_height;
+    ev->expired = j->expired;
     switch (j->state) {
     case TS_JOB_QUEUED:
         ev->type = TS_JOB_EVENT_QUEUED;
@@ -512,6 +521,44 @@ static void finish_job(ts_jobs *jobs, job *j, ts_job_state state, const char *me
         j->expires_ms = info.expires_ms;
     ts_metrics_job(jobs->opts.metrics, outcome_of(state), seconds);
     emit(jobs, j, NULL);
+}
+
+/* "90 seconds", "2 minutes", "1 hour 30 minutes": a retention for people. */
+static void format_duration(int64_t ms, char *out, size_t cap)
+{
+    int64_t s = (ms + 999) / 1000;
+    if (s < 120) {
+        snprintf(out, cap, "%lld second%s", (long long)s, s == 1 ? "" : "s");
+        return;
+    }
+    int64_t h = s / 3600, m = (s % 3600) / 60;
+    if (h == 0)
+        snprintf(out, cap, "%lld minutes", (long long)m);
+    else if (m == 0)
+        snprintf(out, cap, "%lld hour%s", (long long)h, h == 1 ? "" : "s");
+    else
+        snprintf(out, cap, "%lld hour%s %lld minute%s", (long long)h, h == 1 ? "" : "s",
+                 (long long)m, m == 1 ? "" : "s");
+}
+
+/* A queued job whose retention ended before a worker took it fails with a
+ * message naming the retention; finish_job destroys its prompt and uploads
+ * now, so nothing the client sent outlives the retention. Caller holds the
+ * lock. */
+static void expire_queued(ts_jobs *jobs, job *j)
+{
+    char retention[64], message[TS_JOB_MESSAGE_MAX];
+    format_duration(jobs->retention_ms, retention, sizeof retention);
+    snprintf(message, sizeof message,
+             "the job expired before it could run: it waited in the queue longer than this "
+             "server's retention of %s, so its prompt and photos were deleted; send it again "
+             "when the queue is shorter",
+             retention);
+    queue_remove(jobs, j);
+    j->expired = 1;
+    finish_job(jobs, j, TS_JOB_FAILED, message, 0);
+    emit_positions(jobs);
+    update_gauges(jobs);
 }
 
 /* ------------------------------------------------------ portrait hooks */
@@ -828,6 +875,10 @@ static void *worker_main(void *arg)
         if (jobs->stopping)
             break;
         job *j = jobs->queue_head;
+        if (j->expires_ms <= ts_clock_now_ms()) {
+            expire_queued(jobs, j); /* its uploads are due to go now: it cannot run */
+            continue;
+        }
         queue_remove(jobs, j);
         j->refs++;
         j->state = TS_JOB_RUNNING;
@@ -1278,6 +1329,7 @@ static void fill_status(ts_jobs *jobs, const job *j, ts_job_status *st)
     memcpy(st->output_format, j->output_format, sizeof st->output_format);
     memcpy(st->response_format, j->response_format, sizeof st->response_format);
     memcpy(st->message, j->message, sizeof st->message);
+    st->expired = j->expired;
 }
 
 ts_status ts_jobs_status(ts_jobs *jobs, const char *id, const char *token, ts_job_status *st,
@@ -1389,10 +1441,14 @@ int ts_jobs_sweep(ts_jobs *jobs, int64_t now_ms)
     pthread_mutex_lock(&jobs->lock);
     for (int i = 0; i < jobs->max_jobs; i++) {
         job *j = jobs->table[i];
-        if (j && j->expires_ms <= now_ms) {
-            remove_job(jobs, j, "expired");
-            count++;
+        if (!j || j->expires_ms > now_ms || j->state == TS_JOB_RUNNING)
+            continue; /* a running job ends first; its record then gets a retention */
+        if (j->state == TS_JOB_QUEUED) {
+            expire_queued(jobs, j); /* fails, saying why; removed a retention later */
+            continue;
         }
+        remove_job(jobs, j, "expired");
+        count++;
     }
     pthread_mutex_unlock(&jobs->lock);
     return count;

@@ -15,6 +15,15 @@
  *    or deleted (P2).
  *  - Results go to the ts_store as RESULT items and die at retention or on
  *    ts_jobs_delete (P3). The job record itself disappears with them.
+ *  - Retention counts from creation for what the client sent and from the
+ *    job's end for what it produced. A job still queued when its retention
+ *    ends fails there ("expired before it could run", status.expired = 1):
+ *    its prompt and uploads are destroyed at that moment, so nothing the
+ *    client sent outlives the retention while waiting. A job that is already
+ *    running finishes (its inputs live in memory only while it runs, P1, P2)
+ *    and its results then get a full retention. A finished record holds no
+ *    user content and lives one retention past the job's end, so its owner
+ *    can read how it ended.
  *  - The queue is bounded: a full queue answers TS_ERR_BUSY with a
  *    Retry-After estimate from the queue length and recent job durations.
  *  - With a ts_portrait, the prompt and every upload are checked before the
@@ -145,6 +154,7 @@ typedef struct ts_job_status {
     char output_format[TS_JOB_FORMAT_MAX];
     char response_format[TS_JOB_FORMAT_MAX];
     char message[TS_JOB_MESSAGE_MAX]; /* failed/refused/cancelled: why, safe to show */
+    int expired; /* failed because its retention ended while it was still queued */
 } ts_job_status;
 
 /* ---------------------------------------------------------- the runner */
@@ -242,7 +252,8 @@ ts_status ts_jobs_result(ts_jobs *jobs, const char *id, const char *token, int i
  * and is never resumed. Subscribers get a final CANCELLED event. */
 ts_status ts_jobs_delete(ts_jobs *jobs, const char *id, const char *token, ts_error *err);
 
-/* Destroys jobs whose retention passed (and queued jobs older than it).
+/* Destroys finished jobs whose retention passed, and fails queued jobs older
+ * than the retention (see the design note; running jobs are left to end).
  * Called by the store's sweeper cadence inside ts_jobs; tests call it with an
  * advanced clock. Returns how many jobs were removed. */
 int ts_jobs_sweep(ts_jobs *jobs, int64_t now_ms);
@@ -289,6 +300,7 @@ typedef struct ts_job_event {
      * the model's native size is below the delivered one: upscaled). */
     int width, height;
     int native_width, native_height;
+    int expired; /* FAILED: the retention ended while the job was still queued */
 } ts_job_event;
 
 /* Frees (wipes) the preview; leaves the event empty. */

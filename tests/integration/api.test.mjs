@@ -396,6 +396,57 @@ test('every answer says the delivered size and the size the model generated', as
   }
 });
 
+test('a job still queued when the retention ends fails, saying so', async () => {
+  const dir = tempDir();
+  const s2 = await startServer({ dataDir: dir + '/data', args: ['--retention', '10m'],
+    env: { TOGETHERSHOT_TEST_RUNNER: 'synthetic' } });
+  const post = (path, body) => fetch(s2.url + path, { method: 'POST',
+    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  try {
+    // The one worker is busy for several seconds with 4 x 100 steps.
+    const blocker = await (await post('/v1/jobs', { prompt: 'ahead', size: '64x64', n: 4,
+      steps: 100 })).json();
+    const waiting = await (await post('/v1/jobs', { prompt: 'waits', size: '64x64',
+      steps: 1 })).json();
+    const sync = post('/v1/images/generations', { prompt: 'waits too', size: '64x64', steps: 1 });
+    for (let i = 0; i < 100; i++) {
+      if ((await (await fetch(s2.url + '/healthz')).json()).queued === 2) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const events = readEvents(`${s2.url}/v1/jobs/${waiting.id}/events?token=${waiting.token}`,
+      (e) => ['done', 'failed', 'refused', 'cancelled'].includes(e.event));
+
+    const adv = await post('/v1/test/clock', { advance_ms: 11 * 60 * 1000 });
+    assert.equal(adv.status, 200);
+
+    const st = await fetch(`${s2.url}/v1/jobs/${waiting.id}?token=${waiting.token}`);
+    assert.equal(st.status, 200, 'the job is still there to say what happened');
+    const status = await st.json();
+    assert.equal(status.status, 'failed');
+    assert.equal(status.code, 'expired');
+    assert.match(status.message, /expired before it could run/);
+    assert.match(status.message, /retention of 10 minutes/);
+    const ev = (await events).events.at(-1);
+    assert.equal(ev.event, 'failed');
+    assert.equal(ev.json.code, 'expired');
+    const answer = await sync;
+    assert.equal(answer.status, 503);
+    const e = (await answer.json()).error;
+    assert.equal(e.code, 'expired');
+    assert.match(e.message, /retention of 10 minutes/);
+    assert.match(answer.headers.get('retry-after') || '', /^\d+$/);
+
+    // The running job was not cut off: it is still there, and still running.
+    const run = await fetch(`${s2.url}/v1/jobs/${blocker.id}?token=${blocker.token}`);
+    assert.equal(run.status, 200);
+    assert.equal((await run.json()).status, 'running');
+    await fetch(`${s2.url}/v1/jobs/${blocker.id}?token=${blocker.token}`, { method: 'DELETE' });
+  } finally {
+    await s2.stop();
+    cleanup(dir);
+  }
+});
+
 test('security headers on every response, and no Set-Cookie anywhere', async () => {
   assert.ok(seen.length > 30, 'the sweep covers many responses');
   for (const [what, resp] of seen) checkSecurityHeaders(assert, resp, what);

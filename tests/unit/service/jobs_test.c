@@ -708,6 +708,79 @@ static void test_expiry(void)
     stop();
 }
 
+/* A job still queued when its retention ends fails then, saying why, and
+ * what it held is destroyed at that moment; a running job is not cut off. */
+static void test_expiry_while_queued(void)
+{
+    start(1, 4);
+    gate_set(0);
+    ts_error err;
+    ts_job_ticket t1, t2, t3;
+    ts_image photo = make_image(64, 64, 50);
+    pthread_mutex_lock(&g.m);
+    int runs_before = g.runs;
+    pthread_mutex_unlock(&g.m);
+    TS_CHECK_INT_EQ(submit("runs long", NULL, &t1, &err), TS_OK);
+    wait_running(&t1);
+    TS_CHECK_INT_EQ(submit("waits with a photo", &photo, &t2, &err), TS_OK);
+    TS_CHECK_INT_EQ(submit("waits too", NULL, &t3, &err), TS_OK);
+    TS_CHECK_INT_EQ(stored(TS_ITEM_UPLOAD), 1);
+    ts_job_sub *sub;
+    TS_CHECK_INT_EQ(ts_jobs_subscribe(jobs, t3.id, t3.token, NULL, NULL, &sub, &err), TS_OK);
+    ts_job_event ev;
+    TS_CHECK_INT_EQ(ts_job_sub_next(sub, WAIT_MS, &ev), TS_OK); /* queued */
+    ts_job_event_clear(&ev);
+
+    ts_clock_advance_ms(61 * 60000); /* the retention is one hour */
+
+    /* Asked about, the queued job has failed and says why; its photo is gone. */
+    ts_job_status st;
+    TS_CHECK_INT_EQ(ts_jobs_status(jobs, t2.id, t2.token, &st, &err), TS_OK);
+    TS_CHECK_INT_EQ(st.state, TS_JOB_FAILED);
+    TS_CHECK_INT_EQ(st.expired, 1);
+    TS_CHECK(strstr(st.message, "expired before it could run") != NULL);
+    TS_CHECK(strstr(st.message, "retention of 1 hour") != NULL);
+    TS_CHECK(st.expires_ms > ts_clock_now_ms());
+    TS_CHECK_INT_EQ(stored(TS_ITEM_UPLOAD), 0);
+
+    /* The sweep does the same for a job nobody asked about, and tells its
+     * subscribers; it removes neither record yet. */
+    TS_CHECK_INT_EQ(ts_jobs_sweep(jobs, ts_clock_now_ms()), 0);
+    TS_CHECK_INT_EQ(ts_job_sub_next(sub, WAIT_MS, &ev), TS_OK);
+    if (ev.type == TS_JOB_EVENT_QUEUED) { /* moved up when the job ahead failed */
+        ts_job_event_clear(&ev);
+        TS_CHECK_INT_EQ(ts_job_sub_next(sub, WAIT_MS, &ev), TS_OK);
+    }
+    TS_CHECK_INT_EQ(ev.type, TS_JOB_EVENT_FAILED);
+    TS_CHECK_INT_EQ(ev.expired, 1);
+    TS_CHECK(strstr(ev.message, "expired before it could run") != NULL);
+    ts_job_event_clear(&ev);
+    ts_job_sub_close(sub);
+
+    /* The running job goes on, finishes, and its result gets a retention. */
+    TS_CHECK_INT_EQ(ts_jobs_status(jobs, t1.id, t1.token, &st, &err), TS_OK);
+    TS_CHECK_INT_EQ(st.state, TS_JOB_RUNNING);
+    gate_set(-1);
+    TS_CHECK_INT_EQ(wait_final(&t1), TS_JOB_DONE);
+    TS_CHECK_INT_EQ(ts_jobs_status(jobs, t1.id, t1.token, &st, &err), TS_OK);
+    TS_CHECK(st.expires_ms > ts_clock_now_ms() + 59 * 60000);
+    TS_CHECK_INT_EQ(stored(TS_ITEM_RESULT), 1);
+    TS_CHECK_INT_EQ(wait_final(&t3), TS_JOB_FAILED);
+    pthread_mutex_lock(&g.m);
+    TS_CHECK_INT_EQ(g.runs, runs_before + 1); /* neither expired job ever ran */
+    pthread_mutex_unlock(&g.m);
+
+    /* A retention later everything is gone. */
+    ts_clock_advance_ms(61 * 60000);
+    TS_CHECK_INT_EQ(ts_jobs_sweep(jobs, ts_clock_now_ms()), 3);
+    ts_jobs_stats js;
+    ts_jobs_get_stats(jobs, &js);
+    TS_CHECK_INT_EQ(js.jobs, 0);
+    ts_clock_advance_ms(-122 * 60000);
+    ts_image_free(&photo);
+    stop();
+}
+
 int main(void)
 {
     TS_RUN(test_tokens);
@@ -718,5 +791,6 @@ int main(void)
     TS_RUN(test_sizes);
     TS_RUN(test_limits_named);
     TS_RUN(test_expiry);
+    TS_RUN(test_expiry_while_queued);
     return ts_test_finish();
 }
