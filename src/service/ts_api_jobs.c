@@ -769,6 +769,28 @@ static int parse_file(const char *file, int *index, ts_image_format *fmt)
     return 1;
 }
 
+/* The answer for an image a job does not have. Only reached with the job's
+ * own token, so it may say what the job does have (P10 holds: without the
+ * token every cause answers "no such job"). */
+static void respond_no_image(ts_http_request *req, const char *id, const ts_job_status *st)
+{
+    char msg[TS_ERROR_MESSAGE_MAX];
+    if (st->n_results > 0)
+        snprintf(msg, sizeof msg,
+                 "no such image: this job has %d image%s, numbered 0 to %d; ask for "
+                 "/v1/jobs/%s/images/N.png (or .jpg, .webp)",
+                 st->n_results, st->n_results == 1 ? "" : "s", st->n_results - 1, id);
+    else if (ts_job_state_is_final(st->state))
+        snprintf(msg, sizeof msg, "no such image: this job ended %s and has no images",
+                 ts_job_state_name(st->state));
+    else
+        snprintf(msg, sizeof msg,
+                 "no such image yet: this job is %s; its images can be "
+                 "downloaded once it is done",
+                 ts_job_state_name(st->state));
+    ts_http_respond_error_code(req, 404, "invalid_request_error", "image_not_found", msg, NULL);
+}
+
 static void on_job_download(ts_http_request *req, void *user)
 {
     ts_api *api = user;
@@ -782,8 +804,8 @@ static void on_job_download(ts_http_request *req, void *user)
     }
     int index;
     ts_image_format fmt;
-    if (!parse_file(ts_http_param(req, "file"), &index, &fmt)) {
-        ts_api_respond_no_job(req);
+    if (!parse_file(ts_http_param(req, "file"), &index, &fmt) || index >= js.n_results) {
+        respond_no_image(req, id, &js);
         return;
     }
     uint8_t *data = NULL;

@@ -213,6 +213,18 @@ test('native job: create, status, events, downloads in three formats, delete', a
     assert.ok(magic(Buffer.from(await r.arrayBuffer())), `${ext} magic bytes`);
   }
 
+  // An image the job does not have: with the job's token the answer says
+  // which images there are (without it, it is the one "no such job").
+  for (const file of ['1.png', '15.webp', 'x.gif']) {
+    const r = await call(`/v1/jobs/${job.id}/images/${file}`, {
+      headers: { 'X-Job-Token': job.token },
+    });
+    assert.equal(r.status, 404, file);
+    const e = (await r.json()).error;
+    assert.equal(e.code, 'image_not_found', file);
+    assert.match(e.message, /^no such image: this job has 1 image, numbered 0 to 0/, file);
+  }
+
   const del = await call(`/v1/jobs/${job.id}`, {
     method: 'DELETE', headers: { 'X-Job-Token': job.token },
   });
@@ -248,6 +260,8 @@ test('a missing or wrong token answers exactly like a job that never existed', a
     [`/v1/jobs/NeverExistedJobId12345`, { headers: { 'X-Job-Token': job.token } }],
     [`/v1/jobs/NeverExistedJobId12345?token=${wrong}`, {}],
     [`/v1/jobs/${job.id}/images/0.png?token=${wrong}`, {}],
+    [`/v1/jobs/${job.id}/images/7.png?token=${wrong}`, {}],
+    [`/v1/jobs/${job.id}/images/x.gif?token=${wrong}`, {}],
     [`/v1/jobs/${job.id}/events?token=${wrong}`, {}],
     [`/v1/jobs/${job.id}`, { method: 'DELETE', headers: { 'X-Job-Token': wrong } }],
   ]) {
