@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ts_config.h"
+#include "ts_half.h"
 #include "ts_nn.h"
 
 typedef struct clip_layer {
@@ -22,7 +23,7 @@ typedef struct clip_layer {
 
 struct ts_clip {
     ts_clip_config cfg;
-    const float *tok_emb; /* (vocab, D) */
+    ts_wview tok_emb;     /* (vocab, D), f16/bf16 kept as stored: rows widened on lookup */
     const float *pos_emb; /* (max_positions, D) */
     clip_layer *layers;
     ts_nn_norm final_ln;
@@ -56,7 +57,7 @@ ts_status ts_clip_create(const ts_clip_config *cfg, ts_weights *w, const char *p
     char name[TS_NN_NAME_MAX], full[TS_NN_NAME_MAX];
     int64_t tshape[2] = {cfg->vocab_size, d}, pshape[2] = {cfg->max_positions, d};
     ts_nn_name(&ld, full, "text_model.embeddings.token_embedding.weight");
-    if ((s = ts_weights_get_f32(w, full, 2, tshape, &c->tok_emb, err)) != TS_OK)
+    if ((s = ts_weights_get_view(w, full, 2, tshape, &c->tok_emb, err)) != TS_OK)
         goto fail;
     ts_nn_name(&ld, full, "text_model.embeddings.position_embedding.weight");
     if ((s = ts_weights_get_f32(w, full, 2, pshape, &c->pos_emb, err)) != TS_OK)
@@ -153,10 +154,13 @@ ts_status ts_clip_encode(ts_clip *c, const int32_t *ids, int clip_skip, float *o
 
     /* x = token_embedding[ids] + position_embedding[0..T)    (T, D) */
     float *x = out;
-    for (int i = 0; i < t; i++)
+    size_t esize = ts_half_esize(c->tok_emb.dtype);
+    for (int i = 0; i < t; i++) {
+        const char *row = (const char *)c->tok_emb.data + (size_t)ids[i] * d * esize;
+        ts_half_to_f32(c->tok_emb.dtype, row, (size_t)d, x + (size_t)i * d);
         for (int j = 0; j < d; j++)
-            x[(size_t)i * d + j] =
-                c->tok_emb[(size_t)ids[i] * d + j] + c->pos_emb[(size_t)i * d + j];
+            x[(size_t)i * d + j] += c->pos_emb[(size_t)i * d + j];
+    }
 
     /* clip_skip k >= 2 stops after layer L-k+1 (hidden_states[-k]). */
     int n_layers = clip_skip >= 2 ? c->cfg.layers - clip_skip + 1 : c->cfg.layers;

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_half.h"
+
 #define DNNL_CACHE_MAX 512
 
 #define DN(call, what)                                                                             \
@@ -26,6 +28,10 @@
             goto fail;                                                                             \
         }                                                                                          \
     } while (0)
+
+/* Scratch slots: blocked activations, the kernel in a primitive's layout,
+ * and a half-precision weight widened to f32. */
+enum { SCR_SRC, SCR_DST, SCR_KERNEL, SCR_WIDE, N_SCRATCH };
 
 typedef struct conv_key {
     int cin, cout, k, stride, pt, pl, pb, pr, batch, h, w;
@@ -62,8 +68,8 @@ struct ts_dnnl {
     int n_convs;
     matmul_entry *matmuls[DNNL_CACHE_MAX];
     int n_matmuls;
-    void *scratch[3]; /* blocked src, blocked dst, kernel reorder */
-    size_t scratch_size[3];
+    void *scratch[N_SCRATCH];
+    size_t scratch_size[N_SCRATCH];
     uint64_t flops;
 };
 
@@ -126,7 +132,7 @@ void ts_dnnl_destroy(ts_dnnl *d)
         conv_entry_free(d->convs[i]);
     for (int i = 0; i < d->n_matmuls; i++)
         matmul_entry_free(d->matmuls[i]);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_SCRATCH; i++)
         free(d->scratch[i]);
     if (d->stream)
         dnnl_stream_destroy(d->stream);
@@ -137,7 +143,7 @@ void ts_dnnl_destroy(ts_dnnl *d)
 
 void ts_dnnl_trim(ts_dnnl *d)
 {
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_SCRATCH; i++) {
         free(d->scratch[i]);
         d->scratch[i] = NULL;
         d->scratch_size[i] = 0;
@@ -281,7 +287,27 @@ void ts_conv2d_free(ts_conv2d *c)
         dnnl_memory_destroy((dnnl_memory_t)c->wmem);
     free(c->wdesc);
     free(c->bias);
+    free(c->whalf);
     memset(c, 0, sizeof(*c));
+}
+
+ts_status ts_conv2d_keep_half(ts_conv2d *c, int dtype, ts_error *err)
+{
+    if (dtype != TS_DTYPE_F16 && dtype != TS_DTYPE_BF16)
+        return ts_error_set(err, TS_ERR_INTERNAL, "a kernel can be kept as f16 or bf16 only");
+    if (!c->wmem)
+        return TS_OK; /* already half */
+    size_t n = dnnl_memory_desc_get_size(c->wdesc) / sizeof(float);
+    void *wp = NULL;
+    dnnl_memory_get_data_handle((dnnl_memory_t)c->wmem, &wp);
+    c->whalf = malloc(n ? n * 2 : 2);
+    if (!c->whalf)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a convolution kernel");
+    ts_f32_to_half((ts_dtype)dtype, wp, n, c->whalf);
+    c->whalf_dtype = dtype;
+    dnnl_memory_destroy((dnnl_memory_t)c->wmem);
+    c->wmem = NULL;
+    return TS_OK;
 }
 
 static ts_status conv_entry_make(ts_dnnl *d, const conv_key *key, conv_entry **out, ts_error *err)
@@ -365,24 +391,37 @@ ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int 
         d->convs[d->n_convs++] = e;
     }
 
-    /* The kernel: as stored, or reordered into this primitive's layout. */
+    /* The kernel: as stored (widened first when kept half), or reordered
+     * into this primitive's layout. */
     const dnnl_memory_desc_t *have = c->wdesc;
-    if (dnnl_memory_desc_equal(have, &e->wmd)) {
-        void *wp;
+    dnnl_memory_t wide = NULL; /* the widened kernel, when it must be reordered */
+    void *wp = NULL;
+    if (c->whalf) {
+        size_t bytes = dnnl_memory_desc_get_size(have);
+        wp = scratch_get(d, SCR_WIDE, bytes, err);
+        if (!wp)
+            return err->status;
+        ts_half_to_f32((ts_dtype)c->whalf_dtype, c->whalf, bytes / sizeof(float), wp);
+    } else {
         dnnl_memory_get_data_handle((dnnl_memory_t)c->wmem, &wp);
+    }
+    if (dnnl_memory_desc_equal(have, &e->wmd)) {
         DN(dnnl_memory_set_data_handle(e->m_w, wp), "set handle");
     } else {
-        void *buf = scratch_get(d, 2, e->w_bytes, err);
+        void *buf = scratch_get(d, SCR_KERNEL, e->w_bytes, err);
         if (!buf)
             return err->status;
         DN(dnnl_memory_set_data_handle(e->m_w, buf), "set handle");
-        DN(reorder_once(d, (dnnl_memory_t)c->wmem, e->m_w), "kernel reorder");
+        DN(dnnl_memory_create(&wide, have, d->engine, wp), "kernel memory");
+        dnnl_status_t rst = reorder_once(d, wide, e->m_w);
+        dnnl_memory_destroy(wide);
+        DN(rst, "kernel reorder");
     }
     DN(dnnl_memory_set_data_handle(e->m_bias, c->bias), "set handle");
     DN(dnnl_memory_set_data_handle(e->m_src_plain, (void *)x), "set handle");
     DN(dnnl_memory_set_data_handle(e->m_dst_plain, y), "set handle");
     if (e->src_reorder) {
-        void *buf = scratch_get(d, 0, e->src_bytes, err);
+        void *buf = scratch_get(d, SCR_SRC, e->src_bytes, err);
         if (!buf)
             return err->status;
         DN(dnnl_memory_set_data_handle(e->m_src, buf), "set handle");
@@ -390,7 +429,7 @@ ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int 
         DN(dnnl_primitive_execute(e->src_reorder, d->stream, 2, args), "src reorder");
     }
     if (e->dst_reorder) {
-        void *buf = scratch_get(d, 1, e->dst_bytes, err);
+        void *buf = scratch_get(d, SCR_DST, e->dst_bytes, err);
         if (!buf)
             return err->status;
         DN(dnnl_memory_set_data_handle(e->m_dst, buf), "set handle");
@@ -534,6 +573,15 @@ fail:
 ts_status ts_linear_forward(ts_dnnl *d, const ts_linear *l, const float *x, int m, float *y,
                             int accumulate, ts_error *err)
 {
+    const float *w = l->w;
+    if (!w) {
+        size_t n = (size_t)l->out * (size_t)l->in;
+        float *buf = scratch_get(d, SCR_WIDE, n * sizeof(float), err);
+        if (!buf)
+            return err->status;
+        ts_half_to_f32((ts_dtype)l->wh_dtype, l->wh, n, buf);
+        w = buf;
+    }
     ts_matmul_args a = {
         .batch = 1,
         .m = m,
@@ -541,7 +589,7 @@ ts_status ts_linear_forward(ts_dnnl *d, const ts_linear *l, const float *x, int 
         .k = l->in,
         .a = x,
         .lda = l->in,
-        .b = l->w,
+        .b = w,
         .ldb = l->in,
         .trans_b = 1,
         .bias = l->b,

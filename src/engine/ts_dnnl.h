@@ -10,7 +10,13 @@
  * oneDNN prefers for this CPU; activations stay plain (B, C, H, W) between
  * ops and are reordered around the primitive when it prefers a blocked one.
  *
- * Precision: f32 everywhere. ts_dnnl_cpu_has_bf16 reports whether the CPU
+ * Half-precision weights: a kernel or Linear weight that came from an f16 or
+ * bf16 checkpoint is kept in that type (a conv kernel already in its blocked
+ * layout) and widened into a scratch buffer of the ts_dnnl just before the
+ * primitive runs; the values are the same f32 numbers a full conversion at
+ * load would give, at half the memory (ts_half.h).
+ *
+ * Precision: f32 arithmetic everywhere. ts_dnnl_cpu_has_bf16 reports whether the CPU
  * could run bf16 kernels (AVX512-BF16 or AMX); the bf16 path is not built
  * yet, so force_f32 is accepted and has no effect (see docs/LIMITS.md).
  *
@@ -50,9 +56,12 @@ void ts_dnnl_flops_reset(ts_dnnl *d);
 typedef struct ts_conv2d {
     int cin, cout, k, stride;
     int pad_t, pad_l, pad_b, pad_r;
-    void *wmem;  /* dnnl_memory_t holding the reordered kernel */
+    void *wmem;  /* dnnl_memory_t holding the reordered kernel, or NULL when kept half */
     void *wdesc; /* dnnl_memory_desc_t of that layout (owned copy) */
     float *bias; /* (cout), owned */
+    /* The reordered kernel narrowed to f16/bf16 (ts_conv2d_keep_half), owned. */
+    void *whalf;
+    int whalf_dtype; /* ts_dtype */
 } ts_conv2d;
 
 /* weight: (cout, cin, k, k) plain f32, bias: (cout) or NULL. Both are copied;
@@ -61,6 +70,11 @@ ts_status ts_conv2d_init(ts_dnnl *d, ts_conv2d *c, const float *weight, const fl
                          int cout, int k, int stride, int pad_t, int pad_l, int pad_b, int pad_r,
                          ts_error *err);
 void ts_conv2d_free(ts_conv2d *c);
+
+/* Keeps the kernel as dtype (TS_DTYPE_F16 or TS_DTYPE_BF16) instead of f32,
+ * for kernels whose every value is exact in it (read from such a file): the
+ * forward pass widens it into scratch per call. */
+ts_status ts_conv2d_keep_half(ts_conv2d *c, int dtype, ts_error *err);
 
 /* Output size of one spatial dimension. */
 int ts_conv2d_out_size(int in, int k, int stride, int pad_lo, int pad_hi);
@@ -94,11 +108,15 @@ typedef struct ts_matmul_args {
 ts_status ts_dnnl_matmul(ts_dnnl *d, const ts_matmul_args *a, ts_error *err);
 
 /* A Linear layer: y (M, out) = x (M, in) @ W^T + b, W: (out, in) row-major,
- * pointers borrowed (they live in the weights cache). */
+ * pointers borrowed (they live in the weights cache or the mapping). The
+ * weight is w (f32) or, when w is NULL, wh of type wh_dtype (f16/bf16, any
+ * alignment), widened per call. */
 typedef struct ts_linear {
     int in, out;
     const float *w;
     const float *b; /* or NULL */
+    const void *wh;
+    int wh_dtype; /* ts_dtype of wh */
 } ts_linear;
 
 /* accumulate: 1 adds into y (residual connections for free). */

@@ -54,12 +54,22 @@ ts_status ts_nn_linear_load(ts_nn_loader *ld, ts_linear *l, const char *name, in
     char full[TS_NN_NAME_MAX];
     ts_nn_name(ld, full, "%s.weight", name);
     int64_t shape[4] = {out, in, 1, 1};
+    memset(l, 0, sizeof(*l));
     l->in = in;
     l->out = out;
-    l->b = NULL;
-    ts_status s = ts_weights_get_f32(ld->w, full, kernel1x1 ? 4 : 2, shape, &l->w, ld->err);
-    if (s != TS_OK || !bias)
+    /* f16/bf16 weights stay as they are in the file (widened per call). */
+    ts_wview view;
+    ts_status s = ts_weights_get_view(ld->w, full, kernel1x1 ? 4 : 2, shape, &view, ld->err);
+    if (s != TS_OK)
         return s;
+    if (view.dtype == TS_DTYPE_F32) {
+        l->w = view.data;
+    } else {
+        l->wh = view.data;
+        l->wh_dtype = view.dtype;
+    }
+    if (!bias)
+        return TS_OK;
     char b[TS_NN_NAME_MAX];
     snprintf(b, sizeof(b), "%s.bias", name);
     return ts_nn_vec(ld, b, out, &l->b);
@@ -90,6 +100,10 @@ ts_status ts_nn_conv_load(ts_nn_loader *ld, ts_conv2d *c, const char *name, int 
         return s;
     s = ts_conv2d_init(ld->dnnl, c, ld->staging, bias, cin, cout, k, stride, pt, pl, pb, pr,
                        ld->err);
+    /* A kernel from an f16/bf16 file is kept in that type, already repacked. */
+    const ts_st_tensor *t = ts_weights_find(ld->w, full);
+    if (s == TS_OK && t->dtype != TS_DTYPE_F32)
+        s = ts_conv2d_keep_half(c, t->dtype, ld->err);
     if (s != TS_OK)
         return ts_error_wrap(ld->err, "%s", full);
     return TS_OK;

@@ -15,6 +15,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "ts_half.h"
+
 #define WEIGHTS_MAX_ENTRIES (1 << 20)
 
 typedef struct wentry {
@@ -299,19 +301,9 @@ static void drop_tensor_pages(const ts_st_tensor *t)
 
 static void convert(const ts_st_tensor *t, float *dst)
 {
-    const unsigned char *src = t->data;
-    int64_t n = t->count;
-    if (t->dtype == TS_DTYPE_F32) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        return;
-    }
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, src + 2 * i, 2); /* the data may be unaligned */
-        dst[i] = t->dtype == TS_DTYPE_F16 ? ts_f16_to_f32(h) : ts_bf16_to_f32(h);
-    }
-    drop_tensor_pages(t);
+    ts_half_to_f32(t->dtype, t->data, (size_t)t->count, dst);
+    if (t->dtype != TS_DTYPE_F32)
+        drop_tensor_pages(t);
 }
 
 ts_status ts_weights_get_f32(ts_weights *w, const char *name, int ndim, const int64_t *shape,
@@ -333,6 +325,26 @@ ts_status ts_weights_get_f32(ts_weights *w, const char *name, int ndim, const in
         w->cached_bytes += (size_t)e->rec.count * sizeof(float);
     }
     *out = e->cache;
+    return TS_OK;
+}
+
+ts_status ts_weights_get_view(ts_weights *w, const char *name, int ndim, const int64_t *shape,
+                              ts_wview *out, ts_error *err)
+{
+    wentry *e;
+    ts_status s = check(w, name, ndim, shape, &e, err);
+    if (s != TS_OK)
+        return s;
+    out->count = e->rec.count;
+    if (e->rec.dtype == TS_DTYPE_F32) {
+        out->dtype = TS_DTYPE_F32;
+        const float *f;
+        s = ts_weights_get_f32(w, name, ndim, shape, &f, err);
+        out->data = f;
+        return s;
+    }
+    out->dtype = e->rec.dtype;
+    out->data = e->rec.data;
     return TS_OK;
 }
 

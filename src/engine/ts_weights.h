@@ -23,7 +23,8 @@
  * weights), and the mapped pages of a converted tensor are handed back to
  * the kernel at once, so loading peaks near the size of the f32 copies.
  * ts_weights_copy_f32 converts into a caller buffer without caching, for
- * weights that are repacked anyway (convolution kernels).
+ * weights that are repacked anyway (convolution kernels), and
+ * ts_weights_get_view hands out half-precision tensors unconverted.
  *
  * Aliases let a loader present another layout under the names the networks
  * use: an alias is a name for a contiguous element range of another tensor
@@ -74,6 +75,20 @@ ts_status ts_weights_alias(ts_weights *w, const char *name, const char *src, int
  * pointer stays valid until ts_weights_destroy. */
 ts_status ts_weights_get_f32(ts_weights *w, const char *name, int ndim, const int64_t *shape,
                              const float **out, ts_error *err);
+
+/* A tensor as stored, without conversion: f16/bf16 tensors point into the
+ * mapping (any alignment; widen them with ts_half_to_f32), f32 tensors are
+ * given as from ts_weights_get_f32. The pointer stays valid until
+ * ts_weights_destroy. Lets networks keep half-precision weights at half the
+ * memory of f32 copies. */
+typedef struct ts_wview {
+    ts_dtype dtype; /* TS_DTYPE_F32, TS_DTYPE_F16 or TS_DTYPE_BF16 */
+    const void *data;
+    int64_t count;
+} ts_wview;
+
+ts_status ts_weights_get_view(ts_weights *w, const char *name, int ndim, const int64_t *shape,
+                              ts_wview *out, ts_error *err);
 
 /* Same check, converting into dst (prod(shape) floats), no caching. */
 ts_status ts_weights_copy_f32(ts_weights *w, const char *name, int ndim, const int64_t *shape,

@@ -126,7 +126,7 @@ static void test_matmul(void)
     float *x = rand_buf((size_t)m * in, 1), *w = rand_buf((size_t)out * in, 1);
     float *b = rand_buf((size_t)out, 1), *y = calloc((size_t)m * out, sizeof(float));
     float *yr = calloc((size_t)m * out, sizeof(float));
-    ts_linear l = {in, out, w, b};
+    ts_linear l = {.in = in, .out = out, .w = w, .b = b};
     TS_CHECK_INT_EQ(ts_linear_forward(dn, &l, x, m, y, 0, &err), TS_OK);
     ts_ref_matmul(1, m, out, in, x, w, 1, b, 1.0f, 0, yr);
     TS_CHECK(max_abs_diff(y, yr, (size_t)m * out) < 1e-4);
