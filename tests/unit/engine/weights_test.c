@@ -118,6 +118,18 @@ static void test_half_types(void)
     TS_CHECK(got && got[0] == 1.0f && got[1] == -2.0f && got[2] == 0.5f);
     TS_CHECK_INT_EQ(ts_weights_get_f32(w, "b", 1, s2, &got, &err), TS_OK);
     TS_CHECK(got && got[0] == 1.0f && got[1] == 3.0f);
+
+    /* Views hand out the stored half values, unconverted, with the same checks. */
+    ts_wview v;
+    TS_CHECK_INT_EQ(ts_weights_get_view(w, "h", 1, s3, &v, &err), TS_OK);
+    TS_CHECK_INT_EQ(v.dtype, TS_DTYPE_F16);
+    TS_CHECK_INT_EQ(v.count, 3);
+    TS_CHECK(v.data && memcmp(v.data, data, 6) == 0);
+    TS_CHECK_INT_EQ(ts_weights_get_view(w, "b", 1, s2, &v, &err), TS_OK);
+    TS_CHECK_INT_EQ(v.dtype, TS_DTYPE_BF16);
+    TS_CHECK(v.data && memcmp(v.data, data + 6, 4) == 0);
+    TS_CHECK_INT_EQ(ts_weights_get_view(w, "b", 1, s3, &v, &err), TS_ERR_FORMAT);
+    TS_CHECK_INT_EQ(ts_weights_get_view(w, "nothing", 1, s3, &v, &err), TS_ERR_NOT_FOUND);
     ts_weights_destroy(w);
 
     /* f16 conversion agrees with the round trip on a range of values. */
