@@ -17,6 +17,7 @@
 #include "ts_clock.h"
 #include "ts_engine.h"
 #include "ts_image.h"
+#include "ts_limits.h"
 #include "ts_together.h"
 
 #define MAX_IMAGES   TS_GENERATE_MAX_IMAGES
@@ -50,7 +51,8 @@ static void usage(FILE *to)
             "                         (the message says so)\n"
             "      --steps N          sampler steps (default: the model's)\n"
             "      --guidance G       classifier-free guidance; <= 1 turns it off\n"
-            "      --seed N           seed (default: random; printed)\n"
+            "      --seed N           seed, 0..9223372036854775807 (default or -1: random;\n"
+            "                         printed)\n"
             "      --sampler NAME     euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim, lcm\n"
             "      --clip-skip N      use the text encoder's N-th layer from the end\n"
             "      --philox           Philox noise in the layout GPU front ends use\n"
@@ -244,13 +246,17 @@ static int apply(request *r, int opt, const char *v, const char *from)
         r->guidance = d;
         return 1;
     case OPT_SEED: {
+        /* The API's rule (ts_limits.h): 0 .. 2^63-1, or -1 for random. */
         char *end;
         errno = 0;
-        unsigned long long s = strtoull(v, &end, 10);
-        if (errno || end == v || *end || v[0] == '-')
-            break;
-        r->seed = s;
-        r->have_seed = 1;
+        long long s = strtoll(v, &end, 10);
+        if (errno || end == v || *end || s < TS_LIMITS_SEED_RANDOM) {
+            fprintf(stderr, "togethershot generate: invalid value '%s' for --seed: give %s\n", v,
+                    TS_LIMITS_SEED_RULE);
+            return 0;
+        }
+        r->seed = (uint64_t)s;
+        r->have_seed = s != TS_LIMITS_SEED_RANDOM;
         return 1;
     }
     case OPT_SAMPLER:
@@ -412,8 +418,9 @@ int ts_cli_generate(int argc, char **argv)
         fprintf(stderr, "togethershot generate: libsodium failed to start\n");
         return TS_EXIT_FAILURE;
     }
-    if (!r.have_seed)
-        r.seed = ((uint64_t)randombytes_random() << 32 | randombytes_random()) >> 1;
+    if (!r.have_seed) /* below 2^53, as the service draws them */
+        r.seed = ((uint64_t)randombytes_random() << 32 | randombytes_random()) &
+                 TS_LIMITS_SEED_RANDOM_MAX;
 
     /* The model. */
     const char *model_path = r.model ? r.model : ts_cli_default_model();

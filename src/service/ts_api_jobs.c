@@ -9,7 +9,9 @@
  */
 #include "ts_api_jobs.h"
 
+#include <errno.h>
 #include <malloc.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,9 +219,10 @@ static int job_request(ts_api *api, ts_http_request *req, const char **id, const
 
 /* ------------------------------------------------------------- parsing */
 
-/* Numbers may come as JSON numbers or (multipart) as text. */
-static int field_int(json_t *obj, const char *key, long long lo, long long hi, long long *out,
-                     const char **param, ts_error *err, ts_status *st)
+/* Numbers may come as JSON numbers or (multipart) as text. rule, when not
+ * NULL, replaces "a whole number from LO to HI" in the message. */
+static int field_int(json_t *obj, const char *key, long long lo, long long hi, const char *rule,
+                     long long *out, const char **param, ts_error *err, ts_status *st)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v))
@@ -227,13 +230,19 @@ static int field_int(json_t *obj, const char *key, long long lo, long long hi, l
     long long x;
     if (json_is_integer(v)) {
         x = json_integer_value(v);
-    } else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) {
-        x = (long long)json_real_value(v);
+    } else if (json_is_real(v)) {
+        /* 2^63 is exact as a double and the first value past the range:
+         * converting anything outside it to long long is undefined. */
+        double d = json_real_value(v);
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d))
+            goto bad;
+        x = (long long)d;
     } else if (json_is_string(v)) {
         const char *s = json_string_value(v);
         char *end;
+        errno = 0;
         x = strtoll(s, &end, 10);
-        if (*s == '\0' || *end != '\0')
+        if (*s == '\0' || *end != '\0' || errno == ERANGE)
             goto bad;
     } else {
         goto bad;
@@ -244,8 +253,11 @@ static int field_int(json_t *obj, const char *key, long long lo, long long hi, l
     return 1;
 bad:
     *param = key;
-    *st =
-        ts_error_set(err, TS_ERR_ARG, "'%s' must be a whole number from %lld to %lld", key, lo, hi);
+    if (rule)
+        *st = ts_error_set(err, TS_ERR_ARG, "'%s' must be %s", key, rule);
+    else
+        *st = ts_error_set(err, TS_ERR_ARG, "'%s' must be a whole number from %lld to %lld", key,
+                           lo, hi);
     return -1;
 }
 
@@ -450,6 +462,15 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
                                 "with at least a prompt");
         json_error_t je;
         obj = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
+        if (!obj && strstr(je.text, "too big")) {
+            /* jansson holds integers in 64 bits; the only field that takes
+             * numbers that large is the seed. */
+            st = ts_error_set(err, TS_ERR_FORMAT,
+                              "the body holds a whole number outside the 64-bit range (near "
+                              "byte %d); 'seed' must be " TS_LIMITS_SEED_RULE,
+                              je.position);
+            goto done;
+        }
         if (!obj || !json_is_object(obj)) {
             /* je.text may quote the body: give only the position. */
             st = ts_error_set(err, TS_ERR_FORMAT,
@@ -500,7 +521,7 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
 
     /* numbers */
     long long v;
-    if ((r = field_int(obj, "n", 1, TS_JOB_MAX_N, &v, param, err, &st)) < 0)
+    if ((r = field_int(obj, "n", 1, TS_JOB_MAX_N, NULL, &v, param, err, &st)) < 0)
         goto done;
     if (r > 0) {
         if ((st = ts_limits_check_n(lim, (int)v, err)) != TS_OK) {
@@ -510,7 +531,7 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
         in->rq.n = (int)v;
         in->n_set = 1;
     }
-    if ((r = field_int(obj, "steps", 0, 10000, &v, param, err, &st)) < 0)
+    if ((r = field_int(obj, "steps", 0, 10000, NULL, &v, param, err, &st)) < 0)
         goto done;
     if (r > 0) {
         if ((st = ts_limits_check_steps(lim, (int)v, err)) != TS_OK) {
@@ -519,9 +540,10 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
         }
         in->rq.steps = (int)v;
     }
-    if ((r = field_int(obj, "seed", -1, INT64_MAX, &v, param, err, &st)) < 0)
+    if ((r = field_int(obj, "seed", TS_LIMITS_SEED_RANDOM, TS_LIMITS_SEED_MAX, TS_LIMITS_SEED_RULE,
+                       &v, param, err, &st)) < 0)
         goto done;
-    if (r > 0 && v >= 0) {
+    if (r > 0 && v != TS_LIMITS_SEED_RANDOM) {
         in->rq.seed = (uint64_t)v;
         in->rq.seed_random = 0;
     }
@@ -549,11 +571,11 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
             goto done;
         }
     }
-    if ((r = field_int(obj, "width", 0, 1 << 20, &v, param, err, &st)) < 0)
+    if ((r = field_int(obj, "width", 0, 1 << 20, NULL, &v, param, err, &st)) < 0)
         goto done;
     if (r > 0)
         w = (int)v;
-    if ((r = field_int(obj, "height", 0, 1 << 20, &v, param, err, &st)) < 0)
+    if ((r = field_int(obj, "height", 0, 1 << 20, NULL, &v, param, err, &st)) < 0)
         goto done;
     if (r > 0)
         h = (int)v;

@@ -1132,6 +1132,8 @@ static ts_status check_request(ts_jobs *jobs, const ts_job_request *rq, ts_error
     }
     if (st == TS_OK && !(isfinite(rq->guidance) && rq->guidance <= 50.0f))
         st = ts_error_set(err, TS_ERR_ARG, "guidance must be a number up to 50");
+    if (st == TS_OK && !rq->seed_random && rq->seed > (uint64_t)TS_LIMITS_SEED_MAX)
+        st = ts_error_set(err, TS_ERR_ARG, "seed must be " TS_LIMITS_SEED_RULE);
     if (st == TS_OK && !(isfinite(rq->strength) && rq->strength <= 1.0f))
         st = ts_error_set(err, TS_ERR_ARG, "strength must be between 0 and 1");
     return st;
@@ -1214,11 +1216,12 @@ ts_status ts_jobs_submit(ts_jobs *jobs, const ts_job_request *rq, ts_job_ticket 
     j->guidance = rq->guidance;
     j->strength = rq->strength < 0 ? 0.75f : rq->strength;
     j->sampler = rq->sampler;
-    if (rq->seed_random)
+    if (rq->seed_random) {
         randombytes_buf(&j->seed, sizeof j->seed);
-    else
-        j->seed = rq->seed;
-    j->seed &= 0xFFFFFFFFFFFFull; /* 48 bits: stays exact in JSON numbers */
+        j->seed &= TS_LIMITS_SEED_RANDOM_MAX; /* exact even as a JavaScript number */
+    } else {
+        j->seed = rq->seed; /* exactly as asked (check_request bounds it) */
+    }
     snprintf(j->output_format, sizeof j->output_format, "%s",
              rq->output_format[0] ? rq->output_format : "png");
     snprintf(j->response_format, sizeof j->response_format, "%s",

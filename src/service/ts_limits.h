@@ -37,6 +37,15 @@
 #define TS_LIMITS_HARD_UPLOADS         4 /* the together shot takes at most four people */
 #define TS_LIMITS_HARD_JSON_BYTES      (1u * 1024 * 1024)
 
+/* Seeds, the same in the CLI and both APIs: 0 .. 2^63-1, taken exactly (a
+ * JSON integer holds them), or -1 for "pick one at random". Random seeds are
+ * drawn below 2^53, so a client that reads JSON numbers as doubles
+ * (JavaScript) gets the reported seed back exactly. */
+#define TS_LIMITS_SEED_MAX        INT64_MAX
+#define TS_LIMITS_SEED_RANDOM     (-1)
+#define TS_LIMITS_SEED_RANDOM_MAX ((UINT64_C(1) << 53) - 1)
+#define TS_LIMITS_SEED_RULE       "a whole number from 0 to 9223372036854775807, or -1 for a random seed"
+
 typedef struct ts_limits {
     size_t max_body_bytes;   /* a whole request body (multipart included) */
     size_t max_upload_bytes; /* one uploaded file, encoded */

@@ -315,6 +315,43 @@ test('bad requests get one clear error shape', async () => {
   assert.equal(wrongMethod.status, 405);
 });
 
+test('seeds: 0 to 2^63-1 exactly, -1 for random, anything else named as out of range', async () => {
+  const json = { 'Content-Type': 'application/json' };
+  // Written as raw JSON text: JavaScript numbers cannot hold these exactly.
+  for (const seed of ['9223372036854775807', '1125899906842627', '0']) {
+    const r = await call('/v1/jobs', { method: 'POST', headers: json,
+      body: `{"prompt":"a seed","size":"64x64","steps":1,"seed":${seed}}` });
+    assert.equal(r.status, 202, seed);
+    const job = await r.json();
+    const text = await (await call(`/v1/jobs/${job.id}?token=${job.token}`)).text();
+    assert.equal(text.match(/"seed":(\d+)/)[1], seed, 'the seed is used and reported exactly');
+    await call(`/v1/jobs/${job.id}?token=${job.token}`, { method: 'DELETE' });
+  }
+  const random = await (await call('/v1/jobs', { method: 'POST', headers: json,
+    body: '{"prompt":"a seed","size":"64x64","steps":1,"seed":-1}' })).json();
+  const st = await (await call(`/v1/jobs/${random.id}?token=${random.token}`)).json();
+  assert.ok(Number.isSafeInteger(st.seed) && st.seed >= 0, `random seed ${st.seed}`);
+  await call(`/v1/jobs/${random.id}?token=${random.token}`, { method: 'DELETE' });
+
+  const rule = /'seed' must be a whole number from 0 to 9223372036854775807, or -1 for a random seed/;
+  for (const seed of ['9223372036854775808', '18446744073709551615', '-2', '1e30', '2.5',
+    '"12x"']) {
+    const r = await call('/v1/jobs', { method: 'POST', headers: json,
+      body: `{"prompt":"a seed","size":"64x64","steps":1,"seed":${seed}}` });
+    assert.equal(r.status, 400, seed);
+    assert.match((await r.json()).error.message, rule, seed);
+  }
+  // A form sends text: past 2^63-1 it is refused, not clamped.
+  const form = new FormData();
+  form.append('prompt', 'a seed');
+  form.append('seed', '99999999999999999999');
+  const r = await call('/v1/jobs', { method: 'POST', body: form });
+  assert.equal(r.status, 400);
+  const e = (await r.json()).error;
+  assert.equal(e.param, 'seed');
+  assert.match(e.message, rule);
+});
+
 test('uploads: every orientation and colour kind accepted; broken ones refused', async () => {
   const accepted = ['orient_1.jpg', 'orient_2.jpg', 'orient_3.jpg', 'orient_4.jpg',
     'orient_5.jpg', 'orient_6.jpg', 'orient_7.jpg', 'orient_8.jpg', 'gray.jpg', 'gray.png',

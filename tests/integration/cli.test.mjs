@@ -1,0 +1,45 @@
+// The command line as a person meets it: every bad value is named with what
+// is allowed, messages say each thing once, and the CLI takes the same
+// values as the API (prompt, guidance, seed).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { BIN, MODEL, tempDir, cleanup } from './helpers.mjs';
+
+// Runs `togethershot ...args`; returns { status, stdout, stderr }.
+function run(args, opts = {}) {
+  const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 120000, ...opts });
+  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+// generate with the small test model (it is fast) into dir.
+function generate(dir, prompt, ...more) {
+  return run(['generate', prompt, '-o', join(dir, 'out.png'), '--model', MODEL, '--steps', '1',
+    ...more]);
+}
+
+function count(text, needle) {
+  return text.split(needle).length - 1;
+}
+
+test('seeds: 0 to 2^63-1 or -1 (random), as in the API', { skip: !MODEL }, () => {
+  const dir = tempDir('ts-cli-');
+  try {
+    const random = generate(dir, 'a red heart', '--seed', '-1');
+    assert.equal(random.status, 0, random.stderr);
+    const seed = Number(random.stderr.match(/seed (\d+)\)/)[1]);
+    assert.ok(Number.isSafeInteger(seed), `random seeds stay below 2^53: ${seed}`);
+    const top = generate(dir, 'a red heart', '--seed', '9223372036854775807');
+    assert.equal(top.status, 0, top.stderr);
+    assert.match(top.stderr, /seed 9223372036854775807\)/);
+    for (const bad of ['-2', '9223372036854775808', '18446744073709551615', 'x']) {
+      const r = generate(dir, 'a red heart', '--seed', bad);
+      assert.equal(r.status, 2, bad);
+      assert.match(r.stderr, new RegExp(`invalid value '${bad}' for --seed: give a whole number ` +
+        'from 0 to 9223372036854775807, or -1 for a random seed'), bad);
+    }
+  } finally {
+    cleanup(dir);
+  }
+});
