@@ -236,7 +236,8 @@ static ts_status write_file(const char *path, const uint8_t *data, size_t len, t
 
 /* Removes the item files an earlier process left behind; refuses a folder
  * with other regular files in it, so a mistyped --data-dir cannot make us
- * delete someone's files. */
+ * delete someone's files (nor change its mode: it is made 0700 only once
+ * accepted). */
 static ts_status clean_data_dir(ts_store *st, ts_error *err)
 {
     if (mkdir(st->dir, 0700) != 0 && errno != EEXIST)
@@ -247,7 +248,6 @@ static ts_status clean_data_dir(ts_store *st, ts_error *err)
         return ts_error_set(err, TS_ERR_IO, "the data folder %s is not a folder", st->dir);
     if (access(st->dir, W_OK | X_OK) != 0)
         return ts_error_set(err, TS_ERR_IO, "cannot write to the data folder %s", st->dir);
-    chmod(st->dir, 0700);
 
     DIR *d = opendir(st->dir);
     if (!d)
@@ -274,6 +274,9 @@ static ts_status clean_data_dir(ts_store *st, ts_error *err)
                             "(e.g. '%.60s'); give an empty folder of its own",
                             st->dir, foreign, first_foreign);
     }
+    /* Ours now: private to this user (only after the check above, so a
+     * folder we refuse keeps its mode). */
+    chmod(st->dir, 0700);
     rewinddir(d);
     while ((e = readdir(d)) != NULL) {
         if (!is_item_name(e->d_name))

@@ -150,13 +150,23 @@ static void test_foreign_files_refused(void)
     FILE *f = fopen(path, "w");
     fputs("not ours", f);
     fclose(f);
+    chmod(dir, 0755); /* someone's shared folder */
     ts_store_options o = {.data_dir = dir};
     ts_store *st;
     ts_error err;
     TS_CHECK_INT_EQ(ts_store_open(&o, &st, &err), TS_ERR_ARG);
     TS_CHECK(strstr(err.message, "holiday.jpg") != NULL);
     TS_CHECK(access(path, F_OK) == 0); /* untouched */
+    struct stat sb;
+    TS_CHECK_INT_EQ(stat(dir, &sb), 0);
+    TS_CHECK_INT_EQ(sb.st_mode & 0777, 0755); /* a refused folder keeps its mode */
     unlink(path);
+
+    /* A folder we accept is made private. */
+    TS_CHECK_INT_EQ(ts_store_open(&o, &st, &err), TS_OK);
+    TS_CHECK_INT_EQ(stat(dir, &sb), 0);
+    TS_CHECK_INT_EQ(sb.st_mode & 0777, 0700);
+    ts_store_close(st);
 }
 
 static void test_destroy_and_owner(void)
