@@ -108,9 +108,9 @@ static int describe_photo(const ts_face_models *m, const char *photo, float *d)
     ts_error err;
     ts_image img = {0};
     ts_status st = ts_image_load_file(photo, NULL, &img, NULL, &err);
-    if (st == TS_OK)
-        st = ts_face_describe_single(m, &img, d, 2, &err);
-    if (st != TS_OK)
+    if (st != TS_OK) /* the message names the file already */
+        fprintf(stderr, "togethershot gallery: %s\n", err.message);
+    if (st == TS_OK && (st = ts_face_describe_single(m, &img, d, 2, &err)) != TS_OK)
         fprintf(stderr, "togethershot gallery: %s: %s\n", photo, err.message);
     ts_image_free(&img);
     return st == TS_OK;

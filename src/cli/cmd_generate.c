@@ -311,7 +311,8 @@ static int load_photo(const char *path, ts_image *img)
     ts_error err;
     ts_image_limits lim = ts_image_limits_default();
     if (ts_image_load_file(path, &lim, img, NULL, &err) != TS_OK) {
-        fprintf(stderr, "togethershot generate: %s: %s\n", path, err.message);
+        /* ts_image_load_file's messages name the file already. */
+        fprintf(stderr, "togethershot generate: %s\n", err.message);
         return 0;
     }
     return 1;

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, MODEL, tempDir, cleanup } from './helpers.mjs';
 
@@ -38,6 +39,26 @@ test('seeds: 0 to 2^63-1 or -1 (random), as in the API', { skip: !MODEL }, () =>
       assert.equal(r.status, 2, bad);
       assert.match(r.stderr, new RegExp(`invalid value '${bad}' for --seed: give a whole number ` +
         'from 0 to 9223372036854775807, or -1 for a random seed'), bad);
+    }
+  } finally {
+    cleanup(dir);
+  }
+});
+
+test('an image that cannot be read is named once', { skip: !MODEL }, () => {
+  const dir = tempDir('ts-cli-');
+  try {
+    const notImage = join(dir, 'notes.png');
+    writeFileSync(notImage, 'a shopping list, not a picture\n');
+    const missing = join(dir, 'missing.jpg');
+    for (const photo of [notImage, missing]) {
+      const r = generate(dir, 'a red heart', '--image', photo);
+      assert.equal(r.status, 1, r.stderr);
+      assert.equal(count(r.stderr, photo), 1, `generate names ${photo} once: ${r.stderr}`);
+      const g = run(['gallery', 'add', '--gallery', join(dir, 'gallery.json'), '--name',
+        'Someone', photo]);
+      assert.equal(g.status, 1, g.stderr);
+      assert.equal(count(g.stderr, photo), 1, `gallery names ${photo} once: ${g.stderr}`);
     }
   } finally {
     cleanup(dir);
