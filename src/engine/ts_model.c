@@ -201,10 +201,16 @@ static ts_status load_single_file(ts_model *m, const char *file, const ts_model_
     else
         snprintf(dir, sizeof dir, ".");
 
+    /* The file itself first: a broken checkpoint is the problem to report,
+     * not the tokenizer folder that would go with it. */
+    ts_ckpt_info ci;
+    ts_status st = ts_ckpt_load(file, &m->weights, &ci, err);
+    if (st != TS_OK)
+        return st;
+
     const char *tok_dir = opts && opts->tokenizer_dir ? opts->tokenizer_dir : NULL;
     if (!tok_dir) {
-        ts_status st = join(path, sizeof path, dir, "tokenizer", err);
-        if (st != TS_OK)
+        if ((st = join(path, sizeof path, dir, "tokenizer", err)) != TS_OK)
             return st;
         if (!is_dir(path))
             return ts_error_set(err, TS_ERR_NOT_FOUND,
@@ -214,13 +220,8 @@ static ts_status load_single_file(ts_model *m, const char *file, const ts_model_
                                 file, path);
         tok_dir = path;
     }
-    ts_status st = ts_tokenizer_load_dir(tok_dir, &m->tok, err);
-    if (st != TS_OK)
+    if ((st = ts_tokenizer_load_dir(tok_dir, &m->tok, err)) != TS_OK)
         return ts_error_wrap(err, "tokenizer");
-
-    ts_ckpt_info ci;
-    if ((st = ts_ckpt_load(file, &m->weights, &ci, err)) != TS_OK)
-        return st;
     m->clip_cfg = ci.clip;
     m->unet_cfg = ci.unet;
     m->vae_cfg = ci.vae;
