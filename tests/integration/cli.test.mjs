@@ -64,3 +64,20 @@ test('an image that cannot be read is named once', { skip: !MODEL }, () => {
     cleanup(dir);
   }
 });
+
+test('a broken .safetensors file is reported as broken, even without a tokenizer', () => {
+  const dir = tempDir('ts-cli-');
+  try {
+    const file = join(dir, 'model.safetensors');
+    // A header length far past the end of the file: no valid checkpoint.
+    const bytes = Buffer.alloc(64, 0x20);
+    bytes.writeBigUInt64LE(1n << 40n, 0);
+    writeFileSync(file, bytes);
+    const r = run(['generate', 'a red heart', '-o', join(dir, 'out.png'), '--model', file]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, /tokenizer/, r.stderr);
+    assert.match(r.stderr, /model\.safetensors|header|safetensors/i, r.stderr);
+  } finally {
+    cleanup(dir);
+  }
+});
