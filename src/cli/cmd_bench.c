@@ -11,6 +11,7 @@
  * bench/engine.sh runs it on the built-in model and on a full-size SD 1.5
  * shaped checkpoint.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +36,12 @@ static void usage(FILE *to)
                 "\n"
                 "  --model PATH       model folder or .safetensors (default: the built-in one)\n"
                 "  --tokenizer DIR    CLIP tokenizer folder for single-file checkpoints\n"
-                "  --size WxH         image size (default: the model's native size)\n"
-                "  --steps N          steps of the whole image (default 20)\n"
-                "  --reps N           repetitions of each part (default 2; the first\n"
+                "  --size WxH         image size, each side 8..16384 (default: the model's\n"
+                "                     native size)\n"
+                "  --steps N          steps of the whole image, 1..150 (default 20)\n"
+                "  --reps N           repetitions of each part, 1..20 (default 2; the first\n"
                 "                     includes one-time kernel preparation)\n"
-                "  --threads N        CPU threads (default: all cores)\n"
+                "  --threads N        CPU threads, 0..1024 (default 0: all cores)\n"
                 "  --skip-image       skip the whole 20-step image (the slow part)\n"
                 "  --estimate         no whole images: print their time as the sum of\n"
                 "                     the measured parts (for slow machines)\n"
@@ -47,6 +49,63 @@ static void usage(FILE *to)
                 "                     FLOPs (in GFLOP) of each part, to print GFLOP/s\n"
                 "\n"
                 "exit codes: 0 ok, 1 failure, 2 bad usage\n");
+}
+
+/* Bad values are named with what is allowed; 0 after printing why. */
+static int bench_int(const char *flag, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr,
+                "togethershot bench: invalid value '%s' for --%s: give a whole number from %ld "
+                "to %ld\n",
+                v, flag, lo, hi);
+        return 0;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+static int bench_gflop(const char *flag, const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= 0 && x <= 1e9)) {
+        fprintf(stderr,
+                "togethershot bench: invalid value '%s' for --%s: give the part's GFLOP, a "
+                "number from 0 to 1e9\n",
+                v, flag);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+static int bench_size(const char *v, int *w, int *h)
+{
+    char *end;
+    errno = 0;
+    long a = strtol(v, &end, 10), b = 0;
+    int ok = !errno && end != v && (*end == 'x' || *end == 'X');
+    if (ok) {
+        const char *p = end + 1;
+        b = strtol(p, &end, 10);
+        ok = !errno && end != p && *end == '\0';
+    }
+    long max = (long)TS_GENERATE_SIDE_MAX * 8;
+    if (!ok || a < 8 || b < 8 || a > max || b > max) {
+        fprintf(stderr,
+                "togethershot bench: invalid value '%s' for --size: give WIDTHxHEIGHT, each "
+                "side from 8 to %ld (like 512x512)\n",
+                v, max);
+        return 0;
+    }
+    *w = (int)a;
+    *h = (int)b;
+    return 1;
 }
 
 static double now_s(void)
@@ -122,9 +181,10 @@ int ts_cli_bench(int argc, char **argv)
     double g_clip = 0, g_unet = 0, g_unet2 = 0, g_vae = 0;
     optind = 1;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end = NULL;
+    int c, li;
+    while ((li = -1, c = getopt_long(argc, argv, ":h", longopts, &li)) != -1) {
+        const char *flag = li >= 0 ? longopts[li].name : "";
+        int ok = 1;
         switch (c) {
         case 'h':
             usage(stdout);
@@ -136,19 +196,16 @@ int ts_cli_bench(int argc, char **argv)
             tok = optarg;
             break;
         case O_SIZE:
-            if (sscanf(optarg, "%dx%d", &width, &height) != 2 || width < 8 || height < 8) {
-                fprintf(stderr, "togethershot bench: bad --size '%s'\n", optarg);
-                return TS_EXIT_USAGE;
-            }
+            ok = bench_size(optarg, &width, &height);
             break;
         case O_STEPS:
-            steps = (int)strtol(optarg, &end, 10);
+            ok = bench_int(flag, optarg, 1, 150, &steps);
             break;
         case O_REPS:
-            reps = (int)strtol(optarg, &end, 10);
+            ok = bench_int(flag, optarg, 1, 20, &reps);
             break;
         case O_THREADS:
-            threads = (int)strtol(optarg, &end, 10);
+            ok = bench_int(flag, optarg, 0, 1024, &threads);
             break;
         case O_SKIP:
             skip_image = 1;
@@ -159,22 +216,29 @@ int ts_cli_bench(int argc, char **argv)
         case O_GC:
         case O_GU:
         case O_GU2:
-        case O_GV: {
-            double v = strtod(optarg, &end);
-            *(c == O_GC ? &g_clip : c == O_GU ? &g_unet : c == O_GU2 ? &g_unet2 : &g_vae) = v;
+        case O_GV:
+            ok = bench_gflop(flag, optarg,
+                             c == O_GC    ? &g_clip
+                             : c == O_GU  ? &g_unet
+                             : c == O_GU2 ? &g_unet2
+                                          : &g_vae);
             break;
-        }
+        case ':':
+            fprintf(stderr, "togethershot bench: missing value for '%s'\n\n", argv[optind - 1]);
+            usage(stderr);
+            return TS_EXIT_USAGE;
         default:
             fprintf(stderr, "togethershot bench: unknown option '%s'\n\n", argv[optind - 1]);
             usage(stderr);
             return TS_EXIT_USAGE;
         }
-        if (end && *end) {
-            fprintf(stderr, "togethershot bench: bad number '%s'\n", optarg);
+        if (!ok)
             return TS_EXIT_USAGE;
-        }
     }
-    if (steps < 1 || steps > 150 || reps < 1 || reps > 20 || threads < 0 || optind != argc) {
+    if (optind != argc) {
+        fprintf(stderr,
+                "togethershot bench: unexpected argument '%s' (bench takes only options)\n\n",
+                argv[optind]);
         usage(stderr);
         return TS_EXIT_USAGE;
     }

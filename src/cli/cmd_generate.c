@@ -49,16 +49,16 @@ static void usage(FILE *to)
             "                         native pixel count (same aspect) and upscaled;\n"
             "                         other sizes are rounded to what the model takes\n"
             "                         (the message says so)\n"
-            "      --steps N          sampler steps (default: the model's)\n"
+            "      --steps N          sampler steps, 1..150 (default: the model's)\n"
             "      --guidance G       classifier-free guidance; <= 1 turns it off\n"
             "      --seed N           seed, 0..9223372036854775807 (default or -1: random;\n"
             "                         printed)\n"
             "      --sampler NAME     euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim, lcm\n"
-            "      --clip-skip N      use the text encoder's N-th layer from the end\n"
+            "      --clip-skip N      use the text encoder's N-th layer from the end (0..48)\n"
             "      --philox           Philox noise in the layout GPU front ends use\n"
             "      --model PATH       a diffusers folder or a .safetensors checkpoint\n"
             "      --tokenizer DIR    CLIP tokenizer folder for single-file checkpoints\n"
-            "      --threads N        CPU threads (default: all cores)\n"
+            "      --threads N        CPU threads, 0..1024 (default 0: all cores)\n"
             "      --force-f32        never use bf16 kernels\n"
             "  -q, --quiet            no progress output\n"
             "  -h, --help             this text\n"
@@ -198,6 +198,35 @@ typedef struct request {
     ts_sampler sampler;
 } request;
 
+/* What an option takes, for the message about a bad value. */
+static const char *allowed(int opt)
+{
+    static char size_rule[80], count_rule[48];
+    switch (opt) {
+    case 'n':
+        snprintf(count_rule, sizeof count_rule, "a whole number from 1 to %d", MAX_IMAGES);
+        return count_rule;
+    case OPT_STRENGTH:
+        return "a number from 0 to 1";
+    case OPT_SIZE:
+        snprintf(size_rule, sizeof size_rule, "WIDTHxHEIGHT, each side from 8 to %d (like 512x512)",
+                 TS_GENERATE_SIDE_MAX * 8);
+        return size_rule;
+    case OPT_STEPS:
+        return "a whole number from 1 to 150";
+    case OPT_GUIDANCE:
+        return "a number from 0 to 100";
+    case OPT_SAMPLER:
+        return "one of euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim, lcm";
+    case OPT_CLIP_SKIP:
+        return "a whole number from 0 to 48";
+    case OPT_THREADS:
+        return "a whole number from 0 (all cores) to 1024";
+    default:
+        return "a valid value (see --help)";
+    }
+}
+
 /* Applies one option value; returns 0 (after printing why) when it is bad. */
 static int apply(request *r, int opt, const char *v, const char *from)
 {
@@ -282,8 +311,8 @@ static int apply(request *r, int opt, const char *v, const char *from)
     default:
         break;
     }
-    fprintf(stderr, "togethershot generate: invalid value '%s' for %s%s\n", v,
-            strlen(from) > 2 && from[0] != 'T' ? "--" : "", from);
+    fprintf(stderr, "togethershot generate: invalid value '%s' for %s%s: give %s\n", v,
+            strlen(from) > 2 && from[0] != 'T' ? "--" : "", from, allowed(opt));
     return 0;
 }
 

@@ -244,6 +244,26 @@ static int parse_listen(const char *s, ts_config *cfg)
     return 0;
 }
 
+/* The range of an integer option, for the message about a value that is
+ * not a number (ts_config_validate checks the same ranges). */
+static const char *int_range(const char *flag)
+{
+    static const struct {
+        const char *flag, *range;
+    } ranges[] = {
+        {"workers", "1 to 64"},           {"threads", "0 (cores / workers) to 1024"},
+        {"queue-size", "1 to 100000"},    {"max-items", "16 to 1000000"},
+        {"max-connections", "1 or more"}, {"max-conns-per-client", "0 (no cap) or more"},
+        {"max-uploads", "1 to 4"},        {"max-n", "1 to 16"},
+        {"max-width", "64 to 8192"},      {"max-height", "64 to 8192"},
+        {"max-steps", "1 to 1000"},
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (strcmp(ranges[i].flag, flag) == 0)
+            return ranges[i].range;
+    return "a whole number of 0 or more";
+}
+
 static ts_status set_option(ts_config *cfg, const option *o, const char *value, const char *src,
                             ts_error *err)
 {
@@ -264,7 +284,8 @@ static ts_status set_option(ts_config *cfg, const option *o, const char *value, 
         return TS_OK;
     case OPT_INT:
         if (parse_int(value, 0, 1000000000, &v) != 0)
-            return ts_error_set(err, TS_ERR_ARG, "%s '%.40s' is not a whole number", src, value);
+            return ts_error_set(err, TS_ERR_ARG, "%s '%.40s' is not a whole number; give %s", src,
+                                value, int_range(o->flag));
         *(int *)field = (int)v;
         return TS_OK;
     case OPT_SIZE:
@@ -391,13 +412,19 @@ ts_status ts_config_validate(const ts_config *cfg, ts_error *err)
         return ts_error_set(err, TS_ERR_ARG, "--max-items must be 16 to 1000000, not %d",
                             cfg->max_items);
     if (cfg->threads_per_worker < 0 || cfg->threads_per_worker > 1024)
-        return ts_error_set(err, TS_ERR_ARG, "--threads must be 0 to 1024");
-    if (cfg->max_connections < 1 || cfg->max_conns_per_client < 0)
-        return ts_error_set(err, TS_ERR_ARG, "connection limits must be positive");
+        return ts_error_set(err, TS_ERR_ARG, "--threads must be 0 to 1024, not %d",
+                            cfg->threads_per_worker);
+    if (cfg->max_connections < 1)
+        return ts_error_set(err, TS_ERR_ARG, "--max-connections must be 1 or more, not %d",
+                            cfg->max_connections);
+    if (cfg->max_conns_per_client < 0)
+        return ts_error_set(err, TS_ERR_ARG, "--max-conns-per-client must be 0 or more");
     if (!(cfg->rate_expensive.per_minute > 0) || !(cfg->rate_cheap.per_minute > 0))
-        return ts_error_set(err, TS_ERR_ARG, "rates must be more than 0 per minute");
+        return ts_error_set(err, TS_ERR_ARG,
+                            "--rate-expensive and --rate-cheap must be more than 0 per minute");
     if (!(cfg->rate_expensive.burst >= 1) || !(cfg->rate_cheap.burst >= 1))
-        return ts_error_set(err, TS_ERR_ARG, "bursts must be at least 1");
+        return ts_error_set(err, TS_ERR_ARG,
+                            "--burst-expensive and --burst-cheap must be at least 1");
     ts_status st = ts_limits_validate(&cfg->limits, err);
     if (st != TS_OK)
         return ts_error_wrap(err, "limits");

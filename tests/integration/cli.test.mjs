@@ -81,3 +81,27 @@ test('a broken .safetensors file is reported as broken, even without a tokenizer
     cleanup(dir);
   }
 });
+
+test('bad values are named with what is allowed (bench, generate, serve)', () => {
+  const cases = [
+    [['bench', '--steps', '0'], /invalid value '0' for --steps: give a whole number from 1 to 150/],
+    [['bench', '--reps', '99'], /invalid value '99' for --reps: give a whole number from 1 to 20/],
+    [['bench', '--threads', '-1'], /'-1' for --threads: give a whole number from 0 to 1024/],
+    [['bench', '--size', '4x4'], /'4x4' for --size: give WIDTHxHEIGHT, each side from 8 to/],
+    [['bench', '--gflop-unet', 'lots'], /'lots' for --gflop-unet: give the part's GFLOP/],
+    [['bench', '--steps'], /missing value for '--steps'/],
+    [['bench', 'now'], /unexpected argument 'now'/],
+    [['generate', 'x', '-o', 'x.png', '--steps', '0'], /'0' for --steps: give a whole number from 1 to 150/],
+    [['generate', 'x', '-o', 'x.png', '--strength', '2'], /'2' for --strength: give a number from 0 to 1/],
+    [['generate', 'x', '-o', 'x.png', '--size', 'big'], /'big' for --size: give WIDTHxHEIGHT/],
+    [['generate', 'x', '-o', 'x.png', '--sampler', 'fast'], /'fast' for --sampler: give one of euler, euler_a/],
+    [['generate', 'x', '-o', 'x.png', '-n', '99'], /'99' for -n: give a whole number from 1 to 16/],
+    [['serve', '--workers', 'many'], /--workers 'many' is not a whole number; give 1 to 64/],
+    [['serve', '--queue-size', '-1'], /--queue-size '-1' is not a whole number; give 1 to 100000/],
+  ];
+  for (const [args, want] of cases) {
+    const r = run(args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want, args.join(' '));
+  }
+});
