@@ -144,7 +144,7 @@ void KNAME(ts_face_dw_rows)(const float *x, int ih, int iw, int c, const float *
 {
     for (int oy = oy0; oy < oy1; oy++) {
         for (int ox = 0; ox < ow; ox++) {
-            float *out = y + ((size_t)oy * ow + ox) * c;
+            float *out = y + ((size_t)(oy - oy0) * ow + ox) * c;
             /* Eight channels at a time, the taps summed in a register. */
             int ch = 0;
             for (; ch + 8 <= c; ch += 8) {

@@ -4,6 +4,10 @@
  * x86-64 (suffix _generic). ts_face_ops.c picks one at run time; nothing
  * else calls these directly.
  *
+ * Depthwise rows: output rows [oy0, oy1) of a (oh, ow, c) map, written to y,
+ * which points at row oy0 (so a caller may collect a few rows in a small
+ * buffer).
+ *
  * Packed GEMM operand: B (k x n, row-major) is cut into panels of
  * TS_FACE_GEMM_NR columns (the last one zero-padded); panel p stores its k
  * rows of TS_FACE_GEMM_NR floats one after the other.

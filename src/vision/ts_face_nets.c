@@ -279,15 +279,13 @@ ts_status ts_face_ssd_forward(const ts_face_ssd *net, const ts_fmap *x, float *b
      * (32, 32, 512) after pair 11 and (16, 16, 1024) after pair 13. */
     st = ts_face_conv_forward(&net->conv0, x, &cur, threads, err);
     for (int i = 0; i < 13 && st == TS_OK; i++) {
-        st = ts_face_dwconv_forward(&net->dw[i], &cur, &tmp, threads, err);
+        st = ts_face_sepconv_forward(&net->dw[i], &net->pw[i], &cur, &tmp, threads, err);
         if (i == 11)
             conv11 = cur; /* the output of pair 11 feeds predictor 0 */
         else
             ts_fmap_free(&cur);
-        memset(&cur, 0, sizeof cur);
-        if (st == TS_OK)
-            st = ts_face_conv_forward(&net->pw[i], &tmp, &cur, threads, err);
-        ts_fmap_free(&tmp);
+        cur = tmp;
+        memset(&tmp, 0, sizeof tmp);
     }
     body = cur;
     memset(&cur, 0, sizeof cur);
@@ -424,12 +422,7 @@ void ts_face_landmark_free(ts_face_landmark_net *net)
 static ts_status sepconv_forward(const ts_face_sepconv *s, const ts_fmap *x, ts_fmap *y,
                                  int threads, ts_error *err)
 {
-    ts_fmap t = {0};
-    ts_status st = ts_face_dwconv_forward(&s->dw, x, &t, threads, err);
-    if (st == TS_OK)
-        st = ts_face_conv_forward(&s->pw, &t, y, threads, err);
-    ts_fmap_free(&t);
-    return st;
+    return ts_face_sepconv_forward(&s->dw, &s->pw, x, y, threads, err);
 }
 
 /* dst = relu(sum of maps[0..n)), dst allocated here. */

@@ -25,6 +25,7 @@ ts_status ts_fmap_alloc(ts_fmap *m, int h, int w, int c, ts_error *err)
     m->h = h;
     m->w = w;
     m->c = c;
+    m->rep_from = m->rep_to = 0;
     return TS_OK;
 }
 
@@ -51,6 +52,51 @@ int ts_face_out_size(int in, int k, int stride, ts_face_pad pad, int *pad_before
     if (pad_before)
         *pad_before = total / 2;
     return out;
+}
+
+/* ---------------------------------------------------------------- repeated rows */
+
+/* The rows of a layer's output that repeat: those whose window (kh rows from
+ * oy * stride - pad_top) lies wholly inside x's repeated rows, so that every
+ * one of them sees the same input. */
+static void out_repeat(const ts_fmap *x, int kh, int stride, int pad_top, int oh, ts_fmap *y)
+{
+    y->rep_from = y->rep_to = 0;
+    if (x->rep_to - x->rep_from < kh || x->rep_from < 0 || x->rep_to > x->h)
+        return;
+    int lo = (x->rep_from + pad_top + stride - 1) / stride;
+    int hi = (x->rep_to - kh + pad_top) / stride + 1;
+    if (hi > oh)
+        hi = oh;
+    if (hi - lo < 2)
+        return;
+    y->rep_from = lo;
+    y->rep_to = hi;
+}
+
+/* The output rows a layer computes: all of them, or all but the repeated
+ * ones after the first. range[0] and range[1] are [begin, end) pairs. */
+static int out_ranges(const ts_fmap *y, int range[2][2])
+{
+    if (y->rep_to - y->rep_from < 2) {
+        range[0][0] = 0;
+        range[0][1] = y->h;
+        return 1;
+    }
+    range[0][0] = 0;
+    range[0][1] = y->rep_from + 1;
+    range[1][0] = y->rep_to;
+    range[1][1] = y->h;
+    return range[1][1] > range[1][0] ? 2 : 1;
+}
+
+/* Copies the first repeated row of y over the others. */
+static void fill_repeats(ts_fmap *y)
+{
+    size_t row = (size_t)y->w * y->c;
+    const float *src = y->data + (size_t)y->rep_from * row;
+    for (int r = y->rep_from + 1; r < y->rep_to; r++)
+        memcpy(y->data + (size_t)r * row, src, row * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- dispatch */
@@ -223,6 +269,7 @@ typedef struct im2col_job {
     const ts_fmap *x;
     const ts_face_conv *cv;
     int ow, pad_top, pad_left;
+    int oy_base; /* the first output row of this pass */
     float *cols;
 } im2col_job;
 
@@ -233,7 +280,7 @@ static void im2col_part(void *ctx, int begin, int end)
     const ts_fmap *x = jb->x;
     const ts_face_conv *cv = jb->cv;
     size_t krow = (size_t)cv->kh * cv->kw * cv->cin;
-    for (int oy = begin; oy < end; oy++) {
+    for (int oy = jb->oy_base + begin; oy < jb->oy_base + end; oy++) {
         for (int ox = 0; ox < jb->ow; ox++) {
             float *dst = jb->cols + ((size_t)oy * jb->ow + ox) * krow;
             for (int i = 0; i < cv->kh; i++) {
@@ -267,12 +314,20 @@ ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap
     ts_status st = ts_fmap_alloc(y, oh, ow, cv->cout, err);
     if (st != TS_OK)
         return st;
+    out_repeat(x, cv->kh, cv->stride, pt, oh, y);
+    int range[2][2];
+    int nranges = out_ranges(y, range);
 
     int k = cv->kh * cv->kw * cv->cin;
     if (cv->kh == 1 && cv->kw == 1 && cv->stride == 1) {
         /* A 1x1 convolution is the GEMM of the map itself. */
-        ts_face_gemm(x->data, x->c, oh * ow, k, cv->cout, cv->packed, cv->mul, cv->add, cv->act,
-                     y->data, cv->cout, threads);
+        for (int r = 0; r < nranges; r++) {
+            size_t first = (size_t)range[r][0] * ow;
+            ts_face_gemm(x->data + first * x->c, x->c, (range[r][1] - range[r][0]) * ow, k,
+                         cv->cout, cv->packed, cv->mul, cv->add, cv->act,
+                         y->data + first * cv->cout, cv->cout, threads);
+        }
+        fill_repeats(y);
         return TS_OK;
     }
     size_t ncols = (size_t)oh * ow * k;
@@ -281,10 +336,15 @@ ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap
         ts_fmap_free(y);
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face convolution");
     }
-    im2col_job jb = {x, cv, ow, pt, pl, cols};
-    ts_face_parallel_for(oh * ow * k > 200000 ? threads : 1, oh, im2col_part, &jb);
-    ts_face_gemm(cols, k, oh * ow, k, cv->cout, cv->packed, cv->mul, cv->add, cv->act, y->data,
-                 cv->cout, threads);
+    for (int r = 0; r < nranges; r++) {
+        int rows = range[r][1] - range[r][0];
+        size_t first = (size_t)range[r][0] * ow;
+        im2col_job jb = {x, cv, ow, pt, pl, range[r][0], cols};
+        ts_face_parallel_for(rows * ow * k > 200000 ? threads : 1, rows, im2col_part, &jb);
+        ts_face_gemm(cols + first * k, k, rows * ow, k, cv->cout, cv->packed, cv->mul, cv->add,
+                     cv->act, y->data + first * cv->cout, cv->cout, threads);
+    }
+    fill_repeats(y);
     sodium_memzero(cols, ncols * sizeof(float));
     free(cols);
     return TS_OK;
@@ -321,14 +381,16 @@ typedef struct dw_job {
     const ts_fmap *x;
     ts_fmap *y;
     int pt, pl;
+    int oy_base; /* the first output row of this pass */
 } dw_job;
 
 static void dw_part(void *ctx, int begin, int end)
 {
     const dw_job *j = ctx;
+    int oy0 = j->oy_base + begin, oy1 = j->oy_base + end;
     dw_rows(j->x->data, j->x->h, j->x->w, j->x->c, j->dw->filters, j->dw->kh, j->dw->kw,
-            j->dw->stride, j->pt, j->pl, j->dw->mul, j->dw->add, (int)j->dw->act, j->y->data,
-            j->y->w, begin, end);
+            j->dw->stride, j->pt, j->pl, j->dw->mul, j->dw->add, (int)j->dw->act,
+            j->y->data + (size_t)oy0 * j->y->w * j->y->c, j->y->w, oy0, oy1);
 }
 
 ts_status ts_face_dwconv_forward(const ts_face_dwconv *dw, const ts_fmap *x, ts_fmap *y,
@@ -344,8 +406,119 @@ ts_status ts_face_dwconv_forward(const ts_face_dwconv *dw, const ts_fmap *x, ts_
     ts_status st = ts_fmap_alloc(y, oh, ow, dw->c, err);
     if (st != TS_OK)
         return st;
-    dw_job j = {dw, x, y, pt, pl};
-    ts_face_parallel_for((long)oh * ow * dw->c > 100000 ? threads : 1, oh, dw_part, &j);
+    out_repeat(x, dw->kh, dw->stride, pt, oh, y);
+    int range[2][2];
+    int nranges = out_ranges(y, range);
+    for (int r = 0; r < nranges; r++) {
+        int rows = range[r][1] - range[r][0];
+        dw_job j = {dw, x, y, pt, pl, range[r][0]};
+        ts_face_parallel_for((long)rows * ow * dw->c > 100000 ? threads : 1, rows, dw_part, &j);
+    }
+    fill_repeats(y);
+    return TS_OK;
+}
+
+/* ---------------------------------------------------------------- separable */
+
+/* Floats of depthwise output a thread gathers before multiplying them:
+ * whole rows, at least a 96-pixel block (sixteen 6-row GEMM tiles) and a
+ * multiple of the 6-row tile where the width allows, so few tiles are
+ * ragged. */
+#define SEP_CHUNK_PIXELS 96
+
+typedef struct sep_job {
+    const ts_face_dwconv *dw;
+    const ts_face_conv *pw;
+    const ts_fmap *x;
+    ts_fmap *y;
+    int pt, pl;
+    int range[2][2], nranges, total; /* output rows to compute, and how many */
+    int parts, chunk;                /* threads, and rows per chunk */
+    float *bufs;                     /* parts x (chunk, ow, c) */
+} sep_job;
+
+/* Output rows [oy0, oy1), chunk by chunk: depthwise into the part's buffer,
+ * then the GEMM from it into y. */
+static void sep_rows(const sep_job *j, float *buf, int oy0, int oy1)
+{
+    const ts_fmap *x = j->x;
+    const ts_face_dwconv *dw = j->dw;
+    const ts_face_conv *pw = j->pw;
+    int ow = j->y->w;
+    for (int oy = oy0; oy < oy1; oy += j->chunk) {
+        int end = oy + j->chunk < oy1 ? oy + j->chunk : oy1;
+        dw_rows(x->data, x->h, x->w, x->c, dw->filters, dw->kh, dw->kw, dw->stride, j->pt, j->pl,
+                dw->mul, dw->add, (int)dw->act, buf, ow, oy, end);
+        gemm_rows(buf, x->c, 0, (end - oy) * ow, x->c, pw->cout, pw->packed, pw->mul, pw->add,
+                  (int)pw->act, j->y->data + (size_t)oy * ow * pw->cout, pw->cout);
+    }
+}
+
+/* Part t of j->parts takes an equal share of the computed rows. */
+static void sep_part(void *ctx, int begin, int end)
+{
+    const sep_job *j = ctx;
+    for (int t = begin; t < end; t++) {
+        int from = (int)((long)j->total * t / j->parts);
+        int to = (int)((long)j->total * (t + 1) / j->parts);
+        float *buf = j->bufs + (size_t)t * j->chunk * j->y->w * j->x->c;
+        /* Index i of the computed rows is row range[0][0] + i while in the
+         * first range, then continues in the second. */
+        int skip = 0;
+        for (int r = 0; r < j->nranges && from < to; r++) {
+            int len = j->range[r][1] - j->range[r][0];
+            int a = from - skip, b = to - skip;
+            if (a < len && b > 0) {
+                a = a > 0 ? a : 0;
+                b = b < len ? b : len;
+                sep_rows(j, buf, j->range[r][0] + a, j->range[r][0] + b);
+            }
+            skip += len;
+        }
+    }
+}
+
+ts_status ts_face_sepconv_forward(const ts_face_dwconv *dw, const ts_face_conv *pw,
+                                  const ts_fmap *x, ts_fmap *y, int threads, ts_error *err)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    assert(x->c == dw->c && pw->cin == dw->c && pw->packed);
+    assert(pw->kh == 1 && pw->kw == 1 && pw->stride == 1);
+    int pt, pl;
+    int oh = ts_face_out_size(x->h, dw->kh, dw->stride, dw->pad, &pt);
+    int ow = ts_face_out_size(x->w, dw->kw, dw->stride, dw->pad, &pl);
+    if (oh <= 0 || ow <= 0)
+        return ts_error_set(err, TS_ERR_ARG, "face feature map is smaller than its filter");
+    ts_status st = ts_fmap_alloc(y, oh, ow, pw->cout, err);
+    if (st != TS_OK)
+        return st;
+    out_repeat(x, dw->kh, dw->stride, pt, oh, y);
+
+    sep_job j = {.dw = dw, .pw = pw, .x = x, .y = y, .pt = pt, .pl = pl};
+    j.nranges = out_ranges(y, j.range);
+    j.total = 0;
+    for (int r = 0; r < j.nranges; r++)
+        j.total += j.range[r][1] - j.range[r][0];
+    /* Rows per chunk: a multiple of 6 / gcd(ow, 6) reaching SEP_CHUNK_PIXELS. */
+    int unit = ow % 6 == 0 ? 1 : ow % 3 == 0 ? 2 : ow % 2 == 0 ? 3 : 6;
+    j.chunk = unit;
+    while (j.chunk * ow < SEP_CHUNK_PIXELS && j.chunk < oh)
+        j.chunk += unit;
+    if (j.chunk > oh)
+        j.chunk = oh;
+    /* Below a few hundred thousand multiply-adds a thread costs more than it saves. */
+    long macs = (long)j.total * ow * x->c * (pw->cout + dw->kh * dw->kw);
+    j.parts = macs < 400000 ? 1 : threads < 1 ? 1 : threads > j.total ? j.total : threads;
+    size_t nbuf = (size_t)j.parts * j.chunk * ow * x->c;
+    j.bufs = malloc(nbuf * sizeof(float));
+    if (!j.bufs) {
+        ts_fmap_free(y);
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face convolution");
+    }
+    ts_face_parallel_for(j.parts, j.parts, sep_part, &j);
+    fill_repeats(y);
+    sodium_memzero(j.bufs, nbuf * sizeof(float));
+    free(j.bufs);
     return TS_OK;
 }
 

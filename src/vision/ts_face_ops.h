@@ -32,10 +32,19 @@
 #include "ts_error.h"
 
 /* (h, w, c), c fastest. data is owned by the map; release with ts_fmap_free,
- * which zeroes it (activations are derived from users' pictures). */
+ * which zeroes it (activations are derived from users' pictures).
+ *
+ * Repeated rows: when rep_to - rep_from >= 2, rows [rep_from, rep_to) all
+ * hold the same values, bit for bit (the zero padding under a landscape
+ * photo in the detector's square input). The convolutions below then
+ * compute one of those rows and copy it, and mark the rows of their output
+ * that repeat in turn: the same result as computing every row, for less
+ * work. ts_fmap_alloc sets no repeated rows; whoever fills a map may set
+ * them, and must then make them true. */
 typedef struct ts_fmap {
     int h, w, c;
     float *data;
+    int rep_from, rep_to;
 } ts_fmap;
 
 ts_status ts_fmap_alloc(ts_fmap *m, int h, int w, int c, ts_error *err);
@@ -94,6 +103,14 @@ ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap
                                ts_error *err);
 ts_status ts_face_dwconv_forward(const ts_face_dwconv *dw, const ts_fmap *x, ts_fmap *y,
                                  int threads, ts_error *err);
+
+/* y (empty on entry) = pw(dw(x)), a depthwise convolution and the 1x1 conv
+ * that follows it (pw stride 1). The depthwise output is made a few rows at
+ * a time into a small buffer per thread and multiplied while it is still in
+ * cache, instead of as a whole map written out and read back: the same
+ * numbers, bit for bit, as ts_face_dwconv_forward then ts_face_conv_forward. */
+ts_status ts_face_sepconv_forward(const ts_face_dwconv *dw, const ts_face_conv *pw,
+                                  const ts_fmap *x, ts_fmap *y, int threads, ts_error *err);
 
 /* Pooling with 'valid' padding (the only kind face-api uses). */
 ts_status ts_face_maxpool(const ts_fmap *x, int k, int stride, ts_fmap *y, ts_error *err);

@@ -9,6 +9,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ts_face_kernels.h"
 #include "ts_face_nets.h"
@@ -152,6 +153,189 @@ static void test_gemm_ragged(void)
         free(add);
         free(packed);
     }
+}
+
+/* ---------------------------------------------------------------- separable (fused) */
+
+static int same_bits(const ts_fmap *a, const ts_fmap *b)
+{
+    return a->h == b->h && a->w == b->w && a->c == b->c &&
+           memcmp(a->data, b->data, (size_t)a->h * a->w * a->c * sizeof(float)) == 0;
+}
+
+static void make_sep(ts_face_dwconv *dw, ts_face_conv *pw, int c, int cout, int stride,
+                     ts_face_act dw_act, ts_face_act pw_act)
+{
+    TS_CHECK_INT_EQ(ts_face_dwconv_init(dw, 3, 3, c, stride, TS_FACE_PAD_SAME, dw_act, NULL),
+                    TS_OK);
+    fill(dw->filters, (size_t)9 * c, 1.0f);
+    fill(dw->add, (size_t)c, 0.5f);
+    for (int i = 0; i < c; i++)
+        dw->mul[i] = 0.5f + fabsf(frand());
+    TS_CHECK_INT_EQ(ts_face_conv_init(pw, 1, 1, c, cout, 1, TS_FACE_PAD_SAME, pw_act, NULL), TS_OK);
+    fill(pw->filters, (size_t)c * cout, 0.3f);
+    fill(pw->add, (size_t)cout, 0.5f);
+    TS_CHECK_INT_EQ(ts_face_conv_prepare(pw, NULL), TS_OK);
+}
+
+/* The fused depthwise + pointwise pass gives the very numbers of the two
+ * layers run one after the other, and matches the plain references. */
+static void check_sepconv(int h, int w, int c, int cout, int stride, ts_face_act dw_act,
+                          ts_face_act pw_act, int threads)
+{
+    ts_face_dwconv dw;
+    ts_face_conv pw;
+    make_sep(&dw, &pw, c, cout, stride, dw_act, pw_act);
+    ts_fmap x, fused = {0}, mid = {0}, two = {0}, ref_mid = {0}, ref = {0};
+    random_map(&x, h, w, c);
+    TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw, &pw, &x, &fused, threads, NULL), TS_OK);
+    TS_CHECK_INT_EQ(ts_face_dwconv_forward(&dw, &x, &mid, 1, NULL), TS_OK);
+    TS_CHECK_INT_EQ(ts_face_conv_forward(&pw, &mid, &two, 1, NULL), TS_OK);
+    TS_CHECK(same_bits(&fused, &two));
+
+    /* Reference: depthwise with the folded scale undone by hand. */
+    TS_CHECK_INT_EQ(ts_face_dwconv_ref(&x, dw.filters, NULL, 3, 3, stride, TS_FACE_PAD_SAME,
+                                       TS_FACE_ACT_NONE, &ref_mid, NULL),
+                    TS_OK);
+    ts_face_scale_ref(&ref_mid, dw.mul, dw.add);
+    ts_face_act_ref(&ref_mid, dw_act);
+    TS_CHECK_INT_EQ(ts_face_conv_ref(&ref_mid, pw.filters, pw.add, 1, 1, cout, 1, TS_FACE_PAD_SAME,
+                                     pw_act, &ref, NULL),
+                    TS_OK);
+    double d = max_rel_diff(&fused, &ref);
+    if (!(d < 1e-5))
+        fprintf(stderr, "sepconv %dx%dx%d s%d -> %d: diff %g\n", h, w, c, stride, cout, d);
+    TS_CHECK(d < 1e-5);
+    ts_fmap_free(&x);
+    ts_fmap_free(&fused);
+    ts_fmap_free(&mid);
+    ts_fmap_free(&two);
+    ts_fmap_free(&ref_mid);
+    ts_fmap_free(&ref);
+    ts_face_dwconv_free(&dw);
+    ts_face_conv_free(&pw);
+}
+
+static void test_separable(void)
+{
+    /* SSD's pairs (ReLU6 after both), the landmark net's (none, then ReLU
+     * or none), odd widths whose chunks end in ragged GEMM tiles, channel
+     * counts off the 8-float vector, and maps big enough to be threaded. */
+    check_sepconv(12, 9, 32, 24, 1, TS_FACE_ACT_RELU6, TS_FACE_ACT_RELU6, 1);
+    check_sepconv(33, 31, 32, 64, 2, TS_FACE_ACT_RELU6, TS_FACE_ACT_RELU6, 3);
+    check_sepconv(40, 40, 16, 40, 1, TS_FACE_ACT_RELU6, TS_FACE_ACT_RELU6, 2);
+    check_sepconv(14, 14, 20, 36, 1, TS_FACE_ACT_NONE, TS_FACE_ACT_NONE, 3);
+    check_sepconv(7, 7, 24, 16, 2, TS_FACE_ACT_NONE, TS_FACE_ACT_RELU, 1);
+    check_sepconv(1, 1, 8, 8, 1, TS_FACE_ACT_NONE, TS_FACE_ACT_RELU, 3);
+    check_sepconv(5, 3, 300, 17, 1, TS_FACE_ACT_RELU6, TS_FACE_ACT_NONE, 2);
+}
+
+/* ---------------------------------------------------------------- repeated rows */
+
+/* A map whose rows [from, h) are copies of row `from`, marked or not. */
+static void map_with_repeats(ts_fmap *m, int h, int w, int c, int from, int mark)
+{
+    unsigned saved = rng_state;
+    random_map(m, h, w, c);
+    rng_state = saved; /* the marked and unmarked maps hold the same values */
+    size_t row = (size_t)w * c;
+    for (int r = from + 1; r < h; r++)
+        memcpy(m->data + (size_t)r * row, m->data + (size_t)from * row, row * sizeof(float));
+    if (mark) {
+        m->rep_from = from;
+        m->rep_to = h;
+    }
+}
+
+/* Every convolution kind gives the same bits whether or not it knows that
+ * rows repeat, and passes the knowledge on where its output rows repeat. */
+static void check_repeats(int h, int w, int c, int from, int threads)
+{
+    ts_fmap xm, xu;
+    map_with_repeats(&xm, h, w, c, from, 1);
+    map_with_repeats(&xu, h, w, c, from, 0);
+    rng_state += 7;
+
+    ts_face_conv cv3, cv1, cv7;
+    TS_CHECK_INT_EQ(
+        ts_face_conv_init(&cv3, 3, 3, c, 24, 2, TS_FACE_PAD_SAME, TS_FACE_ACT_RELU6, NULL), TS_OK);
+    TS_CHECK_INT_EQ(
+        ts_face_conv_init(&cv1, 1, 1, c, 40, 1, TS_FACE_PAD_SAME, TS_FACE_ACT_RELU6, NULL), TS_OK);
+    TS_CHECK_INT_EQ(
+        ts_face_conv_init(&cv7, 7, 7, c, 8, 2, TS_FACE_PAD_VALID, TS_FACE_ACT_RELU, NULL), TS_OK);
+    ts_face_conv *convs[3] = {&cv3, &cv1, &cv7};
+    for (int i = 0; i < 3; i++) {
+        ts_face_conv *cv = convs[i];
+        fill(cv->filters, (size_t)cv->kh * cv->kw * c * cv->cout, 0.3f);
+        fill(cv->add, (size_t)cv->cout, 0.5f);
+        TS_CHECK_INT_EQ(ts_face_conv_prepare(cv, NULL), TS_OK);
+        ts_fmap ym = {0}, yu = {0};
+        TS_CHECK_INT_EQ(ts_face_conv_forward(cv, &xm, &ym, threads, NULL), TS_OK);
+        TS_CHECK_INT_EQ(ts_face_conv_forward(cv, &xu, &yu, threads, NULL), TS_OK);
+        TS_CHECK(same_bits(&ym, &yu));
+        TS_CHECK(yu.rep_to == yu.rep_from);
+        ts_fmap_free(&ym);
+        ts_fmap_free(&yu);
+        ts_face_conv_free(cv);
+    }
+
+    for (int stride = 1; stride <= 2; stride++) {
+        ts_face_dwconv dw;
+        ts_face_conv pw;
+        make_sep(&dw, &pw, c, 16, stride, TS_FACE_ACT_RELU6, TS_FACE_ACT_NONE);
+        ts_fmap dm = {0}, du = {0}, sm = {0}, su = {0}, next = {0};
+        TS_CHECK_INT_EQ(ts_face_dwconv_forward(&dw, &xm, &dm, threads, NULL), TS_OK);
+        TS_CHECK_INT_EQ(ts_face_dwconv_forward(&dw, &xu, &du, threads, NULL), TS_OK);
+        TS_CHECK(same_bits(&dm, &du));
+        TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw, &pw, &xm, &sm, threads, NULL), TS_OK);
+        TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw, &pw, &xu, &su, threads, NULL), TS_OK);
+        TS_CHECK(same_bits(&sm, &su));
+        /* Output rows whose three input rows all lie in [from, h): from the
+         * first whose window starts at or after `from` to the last clear of
+         * the bottom padding. */
+        int pt;
+        ts_face_out_size(h, 3, stride, TS_FACE_PAD_SAME, &pt);
+        int lo = (from + pt + stride - 1) / stride, hi = (h - 3 + pt) / stride + 1;
+        if (hi > sm.h)
+            hi = sm.h;
+        if (hi - lo >= 2) {
+            TS_CHECK_INT_EQ(sm.rep_from, lo);
+            TS_CHECK_INT_EQ(sm.rep_to, hi);
+            TS_CHECK_INT_EQ(dm.rep_from, lo);
+            TS_CHECK_INT_EQ(dm.rep_to, hi);
+            /* And the marks carry on: a second pair over the marked output. */
+            ts_face_dwconv dw2;
+            ts_face_conv pw2;
+            make_sep(&dw2, &pw2, 16, 8, 1, TS_FACE_ACT_RELU6, TS_FACE_ACT_RELU6);
+            ts_fmap n2 = {0};
+            TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw2, &pw2, &sm, &next, threads, NULL), TS_OK);
+            sm.rep_from = sm.rep_to = 0;
+            TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw2, &pw2, &sm, &n2, threads, NULL), TS_OK);
+            TS_CHECK(same_bits(&next, &n2));
+            ts_fmap_free(&n2);
+            ts_face_dwconv_free(&dw2);
+            ts_face_conv_free(&pw2);
+        } else {
+            TS_CHECK(sm.rep_to == sm.rep_from);
+        }
+        ts_fmap_free(&dm);
+        ts_fmap_free(&du);
+        ts_fmap_free(&sm);
+        ts_fmap_free(&su);
+        ts_fmap_free(&next);
+        ts_face_dwconv_free(&dw);
+        ts_face_conv_free(&pw);
+    }
+    ts_fmap_free(&xm);
+    ts_fmap_free(&xu);
+}
+
+static void test_repeated_rows(void)
+{
+    check_repeats(40, 23, 16, 24, 1); /* a long repeated run, odd width */
+    check_repeats(64, 64, 32, 40, 3); /* threaded, runs split between parts */
+    check_repeats(17, 9, 8, 14, 2);   /* too short a run to skip anything */
+    check_repeats(12, 12, 8, 0, 1);   /* the whole map one row repeated */
 }
 
 /* ---------------------------------------------------------------- depthwise + batch norm */
@@ -350,6 +534,8 @@ int main(void)
     TS_RUN(test_conv_geometries);
     TS_RUN(test_gemm_ragged);
     TS_RUN(test_depthwise_batchnorm);
+    TS_RUN(test_separable);
+    TS_RUN(test_repeated_rows);
     TS_RUN(test_conv_scale_fold);
     TS_RUN(test_pooling);
     TS_RUN(test_residual_blocks);
