@@ -56,43 +56,85 @@ static double js_round(double v)
     return floor(v + 0.5);
 }
 
+/* One axis of TF's legacy bilinear rule: output index -> the two source
+ * taps (-1 where a tap falls in the padding) and the weight of the second. */
+typedef struct taps {
+    int t0, t1;
+    double frac;
+} taps;
+
+static void axis_taps(int size, int side, double ratio, int off, int len, taps *t)
+{
+    for (int i = 0; i < size; i++) {
+        double f = ratio * i;
+        int a = (int)floor(f);
+        int b = (int)ceil(f) < side - 1 ? (int)ceil(f) : side - 1;
+        t[i].frac = f - a;
+        a -= off;
+        b -= off;
+        t[i].t0 = a >= 0 && a < len ? a : -1;
+        t[i].t1 = b >= 0 && b < len ? b : -1;
+    }
+}
+
 /* Fills x (size, size, 3) from the crop (cx, cy, cw, ch) of img as face-api
  * does: pad the crop with zeros to a square (centred, or at the end), then
  * resample the square with TF's legacy bilinear rule, then normalise. The
- * padded square is never built: each tap reads the image or a zero. */
+ * padded square is never built: each tap reads the image or a zero. Rows
+ * that fall wholly in the padding below the picture are one value
+ * repeated: they are filled once and marked as repeated rows of x (see
+ * ts_fmap), which the detector's convolutions then skip. */
 static ts_status sample_square(const ts_image *img, int cx, int cy, int cw, int ch, int centred,
                                int size, norm_kind norm, ts_fmap *x, ts_error *err)
 {
     ts_status st = ts_fmap_alloc(x, size, size, 3, err);
     if (st != TS_OK)
         return st;
+    taps *tx = malloc((size_t)size * 2 * sizeof *tx);
+    if (!tx) {
+        ts_fmap_free(x);
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory sampling a face input");
+    }
+    taps *ty = tx + size;
     int side = cw > ch ? cw : ch;
     int diff = abs(cw - ch);
     int append = (int)js_round(diff * (centred ? 0.5 : 1.0));
     int before = diff - append; /* padding before the picture, on the short axis */
     int off_x = ch > cw ? before : 0, off_y = cw > ch ? before : 0;
     double ratio = (double)side / size;
+    axis_taps(size, side, ratio, off_x, cw, tx);
+    axis_taps(size, side, ratio, off_y, ch, ty);
     static const float mean[3] = {TS_FACE_MEAN_R, TS_FACE_MEAN_G, TS_FACE_MEAN_B};
+    float zero[3]; /* the normalised value of a padding pixel */
+    for (int k = 0; k < 3; k++)
+        zero[k] = norm == NORM_SSD ? 0.0f / 127.5f - 1.0f : (0.0f - mean[k]) / 255.0f;
 
-    for (int r = 0; r < size; r++) {
-        double fy = ratio * r;
-        int y0 = (int)floor(fy);
-        int y1 = (int)ceil(fy) < side - 1 ? (int)ceil(fy) : side - 1;
-        double dy = fy - y0;
-        for (int c = 0; c < size; c++) {
-            double fx = ratio * c;
-            int x0 = (int)floor(fx);
-            int x1 = (int)ceil(fx) < side - 1 ? (int)ceil(fx) : side - 1;
-            double dx = fx - x0;
-            const uint8_t *p[4];
-            int py[2] = {y0 - off_y, y1 - off_y}, px[2] = {x0 - off_x, x1 - off_x};
-            for (int k = 0; k < 4; k++) {
-                int yy = py[k >> 1], xx = px[k & 1];
-                p[k] = (yy < 0 || yy >= ch || xx < 0 || xx >= cw)
-                           ? NULL
-                           : img->pixels + (((size_t)(cy + yy) * img->width) + cx + xx) * 3;
+    /* The run of rows at the bottom whose taps both lie in the padding. */
+    int blank_from = size;
+    while (blank_from > 0 && ty[blank_from - 1].t0 < 0 && ty[blank_from - 1].t1 < 0)
+        blank_from--;
+    int last = blank_from < size ? blank_from + 1 : size; /* rows computed */
+
+    size_t stride = (size_t)img->width * 3;
+    const uint8_t *origin = img->pixels + (size_t)cy * stride + (size_t)cx * 3;
+    for (int r = 0; r < last; r++) {
+        const uint8_t *row0 = ty[r].t0 >= 0 ? origin + (size_t)ty[r].t0 * stride : NULL;
+        const uint8_t *row1 = ty[r].t1 >= 0 ? origin + (size_t)ty[r].t1 * stride : NULL;
+        double dy = ty[r].frac;
+        float *out = x->data + (size_t)r * size * 3;
+        for (int c = 0; c < size; c++, out += 3) {
+            int x0 = tx[c].t0, x1 = tx[c].t1;
+            if ((!row0 && !row1) || (x0 < 0 && x1 < 0)) {
+                memcpy(out, zero, sizeof zero);
+                continue;
             }
-            float *out = x->data + ((size_t)r * size + c) * 3;
+            const uint8_t *p[4] = {
+                row0 && x0 >= 0 ? row0 + (size_t)x0 * 3 : NULL,
+                row0 && x1 >= 0 ? row0 + (size_t)x1 * 3 : NULL,
+                row1 && x0 >= 0 ? row1 + (size_t)x0 * 3 : NULL,
+                row1 && x1 >= 0 ? row1 + (size_t)x1 * 3 : NULL,
+            };
+            double dx = tx[c].frac;
             for (int k = 0; k < 3; k++) {
                 double tl = p[0] ? p[0][k] : 0, tr = p[1] ? p[1][k] : 0;
                 double bl = p[2] ? p[2][k] : 0, br = p[3] ? p[3][k] : 0;
@@ -102,6 +144,14 @@ static ts_status sample_square(const ts_image *img, int cx, int cy, int cw, int 
             }
         }
     }
+    for (int r = last; r < size; r++)
+        memcpy(x->data + (size_t)r * size * 3, x->data + (size_t)blank_from * size * 3,
+               (size_t)size * 3 * sizeof(float));
+    if (size - blank_from >= 2) {
+        x->rep_from = blank_from;
+        x->rep_to = size;
+    }
+    free(tx);
     return TS_OK;
 }
 
