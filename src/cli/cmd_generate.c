@@ -50,7 +50,7 @@ static void usage(FILE *to)
             "                         other sizes are rounded to what the model takes\n"
             "                         (the message says so)\n"
             "      --steps N          sampler steps, 1..150 (default: the model's)\n"
-            "      --guidance G       classifier-free guidance; <= 1 turns it off\n"
+            "      --guidance G       classifier-free guidance, 0..50; <= 1 turns it off\n"
             "      --seed N           seed, 0..9223372036854775807 (default or -1: random;\n"
             "                         printed)\n"
             "      --sampler NAME     euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim, lcm\n"
@@ -215,7 +215,7 @@ static const char *allowed(int opt)
     case OPT_STEPS:
         return "a whole number from 1 to 150";
     case OPT_GUIDANCE:
-        return "a number from 0 to 100";
+        return "a number from 0 to 50";
     case OPT_SAMPLER:
         return "one of euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim, lcm";
     case OPT_CLIP_SKIP:
@@ -270,7 +270,7 @@ static int apply(request *r, int opt, const char *v, const char *from)
         r->steps = (int)l;
         return 1;
     case OPT_GUIDANCE:
-        if (!parse_float(v, 0.0, 100.0, &d))
+        if (!parse_float(v, 0.0, TS_LIMITS_GUIDANCE_MAX, &d))
             break;
         r->guidance = d;
         return 1;
@@ -429,6 +429,18 @@ int ts_cli_generate(int argc, char **argv)
         return TS_EXIT_USAGE;
     }
     r.prompt = argv[optind];
+    /* The prompt rules of the API (ts_limits), in its words. */
+    {
+        ts_limits lim;
+        ts_limits_default(&lim);
+        ts_error perr;
+        if (ts_limits_check_prompt_text(&lim, "prompt", r.prompt, 1, &perr) != TS_OK ||
+            (r.negative &&
+             ts_limits_check_prompt_text(&lim, "negative prompt", r.negative, 0, &perr) != TS_OK)) {
+            fprintf(stderr, "togethershot generate: %s\n", perr.message);
+            return TS_EXIT_USAGE;
+        }
+    }
     if (r.mask && r.n_images != 1) {
         fprintf(stderr, "togethershot generate: --mask needs exactly one --image\n");
         return TS_EXIT_USAGE;

@@ -498,12 +498,13 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
     int r;
     if ((r = field_str(obj, "prompt", &s, param, err, &st)) < 0)
         goto done;
-    if (r == 0 || !*s) {
+    if (r == 0) {
         *param = "prompt";
         st = ts_error_set(err, TS_ERR_ARG, "'prompt' is required: describe the image to make");
         goto done;
     }
-    if ((st = ts_limits_check_prompt(lim, "prompt", strlen(s), err)) != TS_OK) {
+    /* The CLI checks prompts with the same function and words. */
+    if ((st = ts_limits_check_prompt_text(lim, "prompt", s, 1, err)) != TS_OK) {
         *param = "prompt";
         goto done;
     }
@@ -512,7 +513,7 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
     if ((r = field_str(obj, "negative_prompt", &s, param, err, &st)) < 0)
         goto done;
     if (r > 0) {
-        if ((st = ts_limits_check_prompt(lim, "negative prompt", strlen(s), err)) != TS_OK) {
+        if ((st = ts_limits_check_prompt_text(lim, "negative prompt", s, 0, err)) != TS_OK) {
             *param = "negative_prompt";
             goto done;
         }
@@ -549,7 +550,7 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
     }
     double d;
     const char *gkey = json_object_get(obj, "guidance_scale") ? "guidance_scale" : "guidance";
-    if ((r = field_real(obj, gkey, 0.0, 50.0, &d, param, err, &st)) < 0)
+    if ((r = field_real(obj, gkey, 0.0, TS_LIMITS_GUIDANCE_MAX, &d, param, err, &st)) < 0)
         goto done;
     if (r > 0)
         in->rq.guidance = (float)d;

@@ -1130,8 +1130,9 @@ static ts_status check_request(ts_jobs *jobs, const ts_job_request *rq, ts_error
             rq->mask->height != rq->inputs[0]->height)
             return ts_error_set(err, TS_ERR_ARG, "the mask must be the size of the image");
     }
-    if (st == TS_OK && !(isfinite(rq->guidance) && rq->guidance <= 50.0f))
-        st = ts_error_set(err, TS_ERR_ARG, "guidance must be a number up to 50");
+    if (st == TS_OK && !(isfinite(rq->guidance) && rq->guidance <= TS_LIMITS_GUIDANCE_MAX))
+        st = ts_error_set(err, TS_ERR_ARG, "guidance must be a number up to %g",
+                          TS_LIMITS_GUIDANCE_MAX);
     if (st == TS_OK && !rq->seed_random && rq->seed > (uint64_t)TS_LIMITS_SEED_MAX)
         st = ts_error_set(err, TS_ERR_ARG, "seed must be " TS_LIMITS_SEED_RULE);
     if (st == TS_OK && !(isfinite(rq->strength) && rq->strength <= 1.0f))

@@ -1,6 +1,8 @@
 /* ts_limits.c - request limits, checked in one place with one wording. */
 #include "ts_limits.h"
 
+#include <string.h>
+
 void ts_limits_default(ts_limits *limits)
 {
     limits->max_body_bytes = TS_LIMITS_DEFAULT_BODY_BYTES;
@@ -83,6 +85,58 @@ ts_status ts_limits_check_prompt(const ts_limits *l, const char *what, size_t by
     if (bytes > l->max_prompt_bytes)
         return ts_error_set(err, TS_ERR_LIMIT, "%s is %zu bytes; the limit is %zu",
                             what ? what : "prompt", bytes, l->max_prompt_bytes);
+    return TS_OK;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4, min = 0x10000, c &= 0x07;
+        } else {
+            return 0;
+        }
+        if (n - i < len)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            c = (c << 6) | (s[i + k] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+ts_status ts_limits_check_prompt_text(const ts_limits *l, const char *what, const char *text,
+                                      int required, ts_error *err)
+{
+    what = what ? what : "prompt";
+    size_t n = text ? strlen(text) : 0;
+    ts_status st = ts_limits_check_prompt(l, what, n, err);
+    if (st != TS_OK)
+        return st;
+    if (n && !utf8_valid((const unsigned char *)text, n))
+        return ts_error_set(err, TS_ERR_FORMAT, "the %s is not valid UTF-8 text", what);
+    size_t blank = 0;
+    while (blank < n && strchr(" \t\r\n\v\f", text[blank]))
+        blank++;
+    if (required && blank == n)
+        return ts_error_set(err, TS_ERR_ARG, "the %s is empty: describe the image to make", what);
     return TS_OK;
 }
 

@@ -41,6 +41,10 @@
  * JSON integer holds them), or -1 for "pick one at random". Random seeds are
  * drawn below 2^53, so a client that reads JSON numbers as doubles
  * (JavaScript) gets the reported seed back exactly. */
+/* Classifier-free guidance, the same in the CLI and both APIs: 0 .. 50 (at
+ * or below 1 it is off). */
+#define TS_LIMITS_GUIDANCE_MAX 50.0
+
 #define TS_LIMITS_SEED_MAX        INT64_MAX
 #define TS_LIMITS_SEED_RANDOM     (-1)
 #define TS_LIMITS_SEED_RANDOM_MAX ((UINT64_C(1) << 53) - 1)
@@ -72,6 +76,12 @@ ts_status ts_limits_check_pixels(const ts_limits *limits, int width, int height,
 /* what names the field in the message: "prompt" or "negative prompt". */
 ts_status ts_limits_check_prompt(const ts_limits *limits, const char *what, size_t bytes,
                                  ts_error *err);
+/* A prompt's text as the CLI and both APIs take it: valid UTF-8, at most
+ * max_prompt_bytes, and, when required, not empty or only white space
+ * ("the prompt is empty: describe the image to make"). what names it as
+ * above. TS_ERR_ARG, TS_ERR_FORMAT (not UTF-8) or TS_ERR_LIMIT. */
+ts_status ts_limits_check_prompt_text(const ts_limits *limits, const char *what, const char *text,
+                                      int required, ts_error *err);
 ts_status ts_limits_check_n(const ts_limits *limits, int n, ts_error *err);
 /* Requested output size; 0 means "the model's native size" and passes. */
 ts_status ts_limits_check_size(const ts_limits *limits, int width, int height, ts_error *err);

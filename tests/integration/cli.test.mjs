@@ -1,12 +1,17 @@
 // The command line as a person meets it: every bad value is named with what
 // is allowed, messages say each thing once, and the CLI takes the same
 // values as the API (prompt, guidance, seed).
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, MODEL, tempDir, cleanup } from './helpers.mjs';
+import { BIN, MODEL, tempDir, cleanup, startServer } from './helpers.mjs';
+
+// Where commands that are expected to fail would write: never the tree.
+const SCRATCH = tempDir('ts-cli-scratch-');
+const X = join(SCRATCH, 'x.png');
+after(() => cleanup(SCRATCH));
 
 // Runs `togethershot ...args`; returns { status, stdout, stderr }.
 function run(args, opts = {}) {
@@ -91,11 +96,11 @@ test('bad values are named with what is allowed (bench, generate, serve)', () =>
     [['bench', '--gflop-unet', 'lots'], /'lots' for --gflop-unet: give the part's GFLOP/],
     [['bench', '--steps'], /missing value for '--steps'/],
     [['bench', 'now'], /unexpected argument 'now'/],
-    [['generate', 'x', '-o', 'x.png', '--steps', '0'], /'0' for --steps: give a whole number from 1 to 150/],
-    [['generate', 'x', '-o', 'x.png', '--strength', '2'], /'2' for --strength: give a number from 0 to 1/],
-    [['generate', 'x', '-o', 'x.png', '--size', 'big'], /'big' for --size: give WIDTHxHEIGHT/],
-    [['generate', 'x', '-o', 'x.png', '--sampler', 'fast'], /'fast' for --sampler: give one of euler, euler_a/],
-    [['generate', 'x', '-o', 'x.png', '-n', '99'], /'99' for -n: give a whole number from 1 to 16/],
+    [['generate', 'x', '-o', X, '--steps', '0'], /'0' for --steps: give a whole number from 1 to 150/],
+    [['generate', 'x', '-o', X, '--strength', '2'], /'2' for --strength: give a number from 0 to 1/],
+    [['generate', 'x', '-o', X, '--size', 'big'], /'big' for --size: give WIDTHxHEIGHT/],
+    [['generate', 'x', '-o', X, '--sampler', 'fast'], /'fast' for --sampler: give one of euler, euler_a/],
+    [['generate', 'x', '-o', X, '-n', '99'], /'99' for -n: give a whole number from 1 to 16/],
     [['serve', '--workers', 'many'], /--workers 'many' is not a whole number; give 1 to 64/],
     [['serve', '--queue-size', '-1'], /--queue-size '-1' is not a whole number; give 1 to 100000/],
   ];
@@ -103,5 +108,52 @@ test('bad values are named with what is allowed (bench, generate, serve)', () =>
     const r = run(args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, want, args.join(' '));
+  }
+});
+
+test('the CLI takes prompts and guidance as the API does', async () => {
+  for (const [prompt, want] of [['', /the prompt is empty: describe the image to make/],
+    ['  \t ', /the prompt is empty: describe the image to make/],
+    ['x'.repeat(4001), /prompt is 4001 bytes; the limit is 4000/]]) {
+    const r = run(['generate', prompt, '-o', X]);
+    assert.equal(r.status, 2, JSON.stringify(prompt.slice(0, 10)));
+    assert.match(r.stderr, want);
+  }
+  // Invalid UTF-8 cannot travel in a JavaScript string: let the shell make it.
+  const bad = spawnSync('bash', ['-c', `"$0" generate "$(printf 'caf\\xe9')" -o "$1"`, BIN, X],
+    { encoding: 'utf8' });
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /the prompt is not valid UTF-8 text/);
+  const g = run(['generate', 'a red heart', '-o', X, '--guidance', '51']);
+  assert.equal(g.status, 2);
+  assert.match(g.stderr, /'51' for --guidance: give a number from 0 to 50/);
+
+  // The API refuses the same things with the same words.
+  const dir = tempDir('ts-cli-');
+  const srv = await startServer({ dataDir: join(dir, 'data'),
+    env: { TOGETHERSHOT_TEST_RUNNER: 'synthetic' } });
+  try {
+    const post = (body) => fetch(`${srv.url}/v1/jobs`, { method: 'POST',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    for (const [body, param, want] of [
+      [{ prompt: '  \t ' }, 'prompt', /^the prompt is empty: describe the image to make$/],
+      [{ prompt: 'x', guidance: 51 }, 'guidance', /from 0 to 50/],
+      [{ prompt: 'x', negative_prompt: 'y'.repeat(4001) }, 'negative_prompt',
+        /negative prompt is 4001 bytes; the limit is 4000/],
+    ]) {
+      const r = await post(body);
+      assert.equal(r.status === 400 || r.status === 413, true, JSON.stringify(body).slice(0, 40));
+      const e = (await r.json()).error;
+      assert.equal(e.param, param);
+      assert.match(e.message, want);
+    }
+    const form = new FormData();
+    form.append('prompt', new Blob([Buffer.from([0x63, 0x61, 0x66, 0xe9])]));
+    const r = await fetch(`${srv.url}/v1/jobs`, { method: 'POST', body: form });
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).error.message, /not valid UTF-8/);
+  } finally {
+    await srv.stop();
+    cleanup(dir);
   }
 });

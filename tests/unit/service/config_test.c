@@ -179,6 +179,40 @@ static void test_limits_wording(void)
     TS_CHECK_INT_EQ(ts_limits_validate(&l, &err), TS_ERR_ARG);
 }
 
+/* The prompt rules the CLI and the APIs share. The UTF-8 cases are the
+ * classic ones from the Unicode standard's table of well-formed sequences
+ * (Table 3-7): overlong forms, surrogates and code points past U+10FFFF are
+ * ill-formed. */
+static void test_prompt_text(void)
+{
+    ts_limits l;
+    ts_limits_default(&l);
+    ts_error err;
+    static const char *const good[] = {
+        "a red heart",  "caf\xc3\xa9",      "\xe2\x82\xac 5", "\xf0\x9f\x90\xb1 cat",
+        "\xef\xbf\xbd", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf",
+    };
+    static const char *const bad[] = {
+        "caf\xe9",          /* Latin-1, not UTF-8 */
+        "\xc0\xaf",         /* overlong '/' */
+        "\xe0\x80\xaf",     /* overlong '/' */
+        "\xed\xa0\x80",     /* a surrogate, U+D800 */
+        "\xf4\x90\x80\x80", /* U+110000 */
+        "\xf8\x88\x80\x80\x80",
+        "\xe2\x82",
+        "x\x80",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        TS_CHECK_INT_EQ(ts_limits_check_prompt_text(&l, "prompt", good[i], 1, &err), TS_OK);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        TS_CHECK_INT_EQ(ts_limits_check_prompt_text(&l, "prompt", bad[i], 1, &err), TS_ERR_FORMAT);
+        TS_CHECK_STR_EQ(err.message, "the prompt is not valid UTF-8 text");
+    }
+    TS_CHECK_INT_EQ(ts_limits_check_prompt_text(&l, "prompt", " \t\n", 1, &err), TS_ERR_ARG);
+    TS_CHECK_STR_EQ(err.message, "the prompt is empty: describe the image to make");
+    TS_CHECK_INT_EQ(ts_limits_check_prompt_text(&l, "negative prompt", "", 0, &err), TS_OK);
+}
+
 static char *render(const ts_config *cfg, const ts_privacy_facts *f)
 {
     char *html = NULL;
@@ -287,6 +321,7 @@ int main(void)
     TS_RUN(test_refusals);
     TS_RUN(test_help_lists_every_option);
     TS_RUN(test_limits_wording);
+    TS_RUN(test_prompt_text);
     TS_RUN(test_privacy_page_follows_config);
     TS_RUN(test_secure);
     return ts_test_finish();
