@@ -5,11 +5,16 @@
  * set to avx2 (-mavx2 -mfma) or generic; the code is written once with GCC
  * vector types so each build gets the widest instructions it may use.
  *
- * GEMM blocking: k is cut into KC-long slices and rows into MC-row blocks;
- * inside, a 6 x 16 register tile (12 eight-float accumulators, which is
- * what 16 AVX2 registers hold with room for the two B vectors and the
- * broadcast) walks over the packed panels. The slice of a panel (KC x 16
- * floats, 16 KiB) stays in L1 while the MC rows of A it meets stay in L2.
+ * GEMM blocking: k is cut into equal slices of at most KC and rows into
+ * MC-row blocks; inside, a 6 x 16 register tile (12 eight-float
+ * accumulators, which is what 16 AVX2 registers hold with room for the two
+ * B vectors and the broadcast) walks over the packed panels. The slice of a
+ * panel (at most KC x 16 floats, 24 KiB) stays in L1 while the MC rows of A
+ * it meets stay in L2. Equal slices matter: a 3x3 conv over 32 channels has
+ * k = 288, which fixed 256-long slices would cut into 256 + 32, storing and
+ * reloading every tile of C for a 32-step remainder. The slicing never
+ * changes the result: each sum runs over k in order, carried between
+ * slices in C.
  */
 #include "ts_face_kernels.h"
 
@@ -28,7 +33,7 @@ typedef int v8i __attribute__((vector_size(32), aligned(4)));
 
 #define MR 6
 #define NR TS_FACE_GEMM_NR
-#define KC 256
+#define KC 384
 #define MC 72
 
 enum { ACT_NONE = 0, ACT_RELU = 1, ACT_RELU6 = 2 };
@@ -67,6 +72,11 @@ static void micro_6x16(const float *a, int lda, int rows, int kc, const float *b
     if (first) {
         for (int r = 0; r < MR; r++)
             acc[r][0] = acc[r][1] = splat(0.0f);
+    } else if (rows == MR && cols == NR) {
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] = *(const v8f *)(c + (size_t)r * ldc);
+            acc[r][1] = *(const v8f *)(c + (size_t)r * ldc + 8);
+        }
     } else {
         memset(tmp, 0, sizeof tmp);
         for (int r = 0; r < rows; r++)
@@ -119,8 +129,10 @@ void KNAME(ts_face_gemm_rows)(const float *a, int lda, int m0, int m1, int k, in
                               float *c, int ldc)
 {
     int panels = (n + NR - 1) / NR;
-    for (int kb = 0; kb < k; kb += KC) {
-        int kc = k - kb < KC ? k - kb : KC;
+    int slices = (k + KC - 1) / KC;
+    int kc_max = (k + slices - 1) / slices;
+    for (int kb = 0; kb < k; kb += kc_max) {
+        int kc = k - kb < kc_max ? k - kb : kc_max;
         int first = kb == 0, last = kb + kc == k;
         for (int mb = m0; mb < m1; mb += MC) {
             int me = mb + MC < m1 ? mb + MC : m1;

@@ -92,7 +92,7 @@ static void test_conv_geometries(void)
     check_conv(9, 9, 32, 64, 3, 2, TS_FACE_PAD_VALID, TS_FACE_ACT_RELU, 1);
     check_conv(7, 7, 32, 32, 3, 1, TS_FACE_PAD_SAME, TS_FACE_ACT_RELU, 3);
     check_conv(1, 1, 64, 128, 3, 2, TS_FACE_PAD_SAME, TS_FACE_ACT_NONE, 1);
-    /* Long k crosses the GEMM's k blocking (256). */
+    /* Long k crosses the GEMM's k blocking (slices of at most 384). */
     check_conv(5, 6, 300, 33, 3, 1, TS_FACE_PAD_SAME, TS_FACE_ACT_NONE, 3);
 }
 
@@ -113,8 +113,10 @@ static void test_same_padding_rule(void)
 
 static void test_gemm_ragged(void)
 {
-    /* m, k, n that are not multiples of the 6 x 16 tile or the k block. */
-    const int shapes[][3] = {{1, 1, 1}, {7, 5, 17}, {13, 257, 31}, {100, 3, 64}, {6, 513, 16}};
+    /* m, k, n that are not multiples of the 6 x 16 tile or the k block; the
+     * last one whole tiles over three k slices. */
+    const int shapes[][3] = {{1, 1, 1},    {7, 5, 17},   {13, 257, 31},
+                             {100, 3, 64}, {6, 513, 16}, {12, 800, 32}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int m = shapes[s][0], k = shapes[s][1], n = shapes[s][2];
         float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
