@@ -111,6 +111,7 @@ struct ts_http_request {
     char param_values[MAX_PARAMS][80];
     int n_params;
     int method_mismatch; /* the path exists with another method */
+    char allow[64];      /* those methods, for the Allow header of the 405 */
 
     uint8_t *body;
     size_t body_len, body_cap, body_limit;
@@ -312,6 +313,18 @@ static int method_matches(const route *r, const char *method)
     return strcmp(r->method, "GET") == 0 && strcmp(method, "HEAD") == 0;
 }
 
+/* Adds a method to the request's Allow list once ("GET, HEAD, DELETE"). */
+static void allow_add(ts_http_request *req, const char *method)
+{
+    size_t n = strlen(req->allow), m = strlen(method);
+    for (const char *p = req->allow; (p = strstr(p, method)) != NULL; p += m)
+        if ((p == req->allow || p[-1] == ' ') && (p[m] == ',' || p[m] == '\0'))
+            return;
+    if (n + m + 3 > sizeof req->allow)
+        return;
+    snprintf(req->allow + n, sizeof req->allow - n, "%s%s", n ? ", " : "", method);
+}
+
 /* Finds the route for method + path and captures its parameters. */
 static void route_match(ts_http_request *req, const char *url)
 {
@@ -347,6 +360,9 @@ static void route_match(ts_http_request *req, const char *url)
             continue;
         if (!method_matches(r, req->method)) {
             req->method_mismatch = 1;
+            allow_add(req, r->method);
+            if (strcmp(r->method, "GET") == 0)
+                allow_add(req, "HEAD");
             continue;
         }
         req->route = r;
@@ -842,8 +858,13 @@ static void dispatch(ts_http_request *req)
 {
     if (!req->route) {
         if (req->method_mismatch) {
-            ts_http_respond_error_code(req, 405, "invalid_request_error", "method_not_allowed",
-                                       "this path does not accept that method", NULL);
+            char msg[128];
+            int other = strcmp(req->method, "OTHER") == 0; /* never echo unknown text */
+            snprintf(msg, sizeof msg, "this path does not accept %s; it accepts %s",
+                     other ? "that method" : req->method, req->allow);
+            ts_http_add_header(req, "Allow", req->allow);
+            ts_http_respond_error_code(req, 405, "invalid_request_error", "method_not_allowed", msg,
+                                       NULL);
         } else {
             ts_http_respond_error(req, TS_ERR_NOT_FOUND, "there is nothing at this address", NULL);
         }

@@ -311,8 +311,17 @@ test('bad requests get one clear error shape', async () => {
     assert.match(e.error.message, re);
     assert.ok('type' in e.error && 'param' in e.error && 'code' in e.error);
   }
-  const wrongMethod = await call('/v1/models', { method: 'POST' });
-  assert.equal(wrongMethod.status, 405);
+  // A wrong method says which ones the path takes, in Allow and in words.
+  for (const [path, method, allow] of [['/v1/models', 'POST', 'GET, HEAD'],
+    ['/v1/jobs', 'DELETE', 'POST'], ['/v1/jobs/someid', 'PUT', 'GET, HEAD, DELETE'],
+    ['/v1/images/generations', 'GET', 'POST']]) {
+    const wrongMethod = await call(path, { method });
+    assert.equal(wrongMethod.status, 405, `${method} ${path}`);
+    assert.equal(wrongMethod.headers.get('allow'), allow, `${method} ${path}`);
+    const e = (await wrongMethod.json()).error;
+    assert.equal(e.code, 'method_not_allowed');
+    assert.equal(e.message, `this path does not accept ${method}; it accepts ${allow}`);
+  }
 });
 
 test('seeds: 0 to 2^63-1 exactly, -1 for random, anything else named as out of range', async () => {
