@@ -38,8 +38,14 @@ void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const
 void ts_op_layer_norm(const float *x, size_t m, int d, const float *gamma, const float *beta,
                       float eps, float *y);
 
-/* x: (M, N) rows -> softmax(scale * x) per row, in place. */
+/* x: (M, N) rows -> softmax(scale * x) per row, in place. Entries may be
+ * -inf (masked); a row needs one finite entry. Uses AVX2+FMA when the CPU has
+ * them (checked at run time), else the portable loop below. */
 void ts_op_softmax_rows(float *x, size_t m, size_t n, float scale);
+
+/* The same with the baseline-ISA loop only (the fallback; tests compare both
+ * with ts_ref_softmax_rows). */
+void ts_op_softmax_rows_portable(float *x, size_t m, size_t n, float scale);
 
 /* y = a + b (n elements); y may be a or b. */
 void ts_op_add(const float *a, const float *b, size_t n, float *y);

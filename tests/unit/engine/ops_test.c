@@ -216,6 +216,68 @@ static void test_norms(void)
     free(x), free(y), free(yr), free(g), free(be);
 }
 
+/* Largest |a - b| relative to 1e-8 + 5e-7 |b| (a few ulp): above 1 fails. */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / (1e-8 + 5e-7 * fabs((double)b[i]));
+        if (!(e <= worst))
+            worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+/* Both softmax paths (the dispatched one, AVX2+FMA on CPUs that have it, and
+ * the portable one) against the double-precision reference, over lengths
+ * around the vector width, CLIP's 77, a VAE-sized row, huge spreads of
+ * values and masked (-inf) entries. */
+static void test_softmax_rows(void)
+{
+    size_t lengths[] = {1, 2, 7, 8, 9, 15, 16, 17, 77, 4096 + 3};
+    float scales[] = {1.0f, 0.125f};
+    for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++) {
+        size_t n = lengths[li], m = 6;
+        float *x = malloc(m * n * 4), *y = malloc(m * n * 4), *yp = malloc(m * n * 4),
+              *yr = malloc(m * n * 4);
+        for (size_t i = 0; i < m * n; i++) {
+            size_t row = i / n, col = i % n;
+            float v = frand();
+            if (row == 0)
+                x[i] = v; /* plain */
+            else if (row == 1)
+                x[i] = 1000.0f * v; /* most entries underflow to 0 */
+            else if (row == 2)
+                x[i] = 80.0f + v; /* large positive */
+            else if (row == 3)
+                x[i] = -1e4f + 3.0f * v; /* large negative */
+            else if (row == 4)
+                x[i] = col > n / 2 ? -INFINITY : 4.0f * v; /* causal-style mask */
+            else
+                x[i] = col % 3 == 1 ? -INFINITY : 20.0f * v; /* scattered mask */
+        }
+        for (size_t si = 0; si < 2; si++) {
+            memcpy(y, x, m * n * 4);
+            memcpy(yp, x, m * n * 4);
+            memcpy(yr, x, m * n * 4);
+            ts_op_softmax_rows(y, m, n, scales[si]);
+            ts_op_softmax_rows_portable(yp, m, n, scales[si]);
+            ts_ref_softmax_rows(yr, m, n, scales[si]);
+            double e = rel_err(y, yr, m * n), ep = rel_err(yp, yr, m * n);
+            if (!(e <= 1.0) || !(ep <= 1.0))
+                fprintf(stderr, "softmax n=%zu scale %g: error %.3g (portable %.3g) of bound\n", n,
+                        scales[si], e, ep);
+            TS_CHECK(e <= 1.0);
+            TS_CHECK(ep <= 1.0);
+            /* Masked entries get (almost) nothing: exp clamps at -87.3, not -inf. */
+            for (size_t i = 0; i < m * n; i++)
+                if (isinf(x[i]))
+                    TS_CHECK(y[i] < 1e-30f && yp[i] < 1e-30f);
+        }
+        free(x), free(y), free(yp), free(yr);
+    }
+}
+
 static void test_layout_ops(void)
 {
     int b = 2, c = 3, h = 5, w = 7;
@@ -327,6 +389,7 @@ int main(void)
     TS_RUN(test_elementwise);
     TS_RUN(test_norms);
     TS_RUN(test_layout_ops);
+    TS_RUN(test_softmax_rows);
     TS_RUN(test_attention);
     ts_arena_destroy(arena);
     ts_dnnl_destroy(dn);
