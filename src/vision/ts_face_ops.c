@@ -265,43 +265,140 @@ void ts_face_conv_free(ts_face_conv *cv)
     memset(cv, 0, sizeof *cv);
 }
 
-typedef struct im2col_job {
-    const ts_fmap *x;
-    const ts_face_conv *cv;
-    int ow, pad_top, pad_left;
-    int oy_base; /* the first output row of this pass */
-    float *cols;
-} im2col_job;
+/* ---------------------------------------------------------------- rows in chunks */
 
-/* cols[(oy, ox), (i, j, c)] = x[oy * s - pt + i, ox * s - pl + j, c], zero outside. */
-static void im2col_part(void *ctx, int begin, int end)
+/* Both the im2col convolutions and the fused depthwise + pointwise pairs
+ * feed the GEMM from a small buffer per thread: a chunk of output rows'
+ * worth of its left operand (the im2col rows, or the depthwise output) is
+ * made, multiplied into y while still in cache, and overwritten by the
+ * next chunk. Nothing the size of a whole map is written out and read back.
+ *
+ * Chunk: whole output rows, at least CHUNK_PIXELS pixels (sixteen 6-row
+ * GEMM tiles), and a multiple of the 6-row tile where the width allows, so
+ * few tiles are ragged. */
+#define CHUNK_PIXELS 96
+
+typedef struct chunk_job {
+    const ts_fmap *x;
+    ts_fmap *y;
+    const ts_face_dwconv *dw;        /* the depthwise pass; NULL: im2col for cv */
+    const ts_face_conv *cv;          /* the GEMM's filters and epilogue */
+    int pt, pl;                      /* padding of the first pass */
+    int k;                           /* GEMM depth: columns of the buffer */
+    int range[2][2], nranges, total; /* output rows to compute, and how many */
+    int parts, chunk;                /* parts (threads), and rows per chunk */
+    float *bufs;                     /* parts x (chunk * ow, k) */
+} chunk_job;
+
+/* buf[(oy - oy0, ox), (i, j, c)] = x[oy * s - pt + i, ox * s - pl + j, c],
+ * zero outside the map. */
+static void im2col_rows(const chunk_job *j, int oy0, int oy1, float *buf)
 {
-    const im2col_job *jb = ctx;
-    const ts_fmap *x = jb->x;
-    const ts_face_conv *cv = jb->cv;
-    size_t krow = (size_t)cv->kh * cv->kw * cv->cin;
-    for (int oy = jb->oy_base + begin; oy < jb->oy_base + end; oy++) {
-        for (int ox = 0; ox < jb->ow; ox++) {
-            float *dst = jb->cols + ((size_t)oy * jb->ow + ox) * krow;
+    const ts_fmap *x = j->x;
+    const ts_face_conv *cv = j->cv;
+    int ow = j->y->w;
+    size_t cin_bytes = (size_t)cv->cin * sizeof(float);
+    for (int oy = oy0; oy < oy1; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            float *dst = buf + ((size_t)(oy - oy0) * ow + ox) * j->k;
             for (int i = 0; i < cv->kh; i++) {
-                int iy = oy * cv->stride - jb->pad_top + i;
-                for (int j = 0; j < cv->kw; j++) {
-                    int ix = ox * cv->stride - jb->pad_left + j;
-                    float *d = dst + ((size_t)i * cv->kw + j) * cv->cin;
+                int iy = oy * cv->stride - j->pt + i;
+                for (int jj = 0; jj < cv->kw; jj++) {
+                    int ix = ox * cv->stride - j->pl + jj;
+                    float *d = dst + ((size_t)i * cv->kw + jj) * cv->cin;
                     if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w)
-                        memset(d, 0, (size_t)cv->cin * sizeof(float));
+                        memset(d, 0, cin_bytes);
                     else
-                        memcpy(d, x->data + ((size_t)iy * x->w + ix) * x->c,
-                               (size_t)cv->cin * sizeof(float));
+                        memcpy(d, x->data + ((size_t)iy * x->w + ix) * x->c, cin_bytes);
                 }
             }
         }
     }
 }
 
+/* Output rows [oy0, oy1), chunk by chunk: the GEMM's operand into buf,
+ * then the GEMM from it into y. */
+static void chunk_rows(const chunk_job *j, float *buf, int oy0, int oy1)
+{
+    const ts_fmap *x = j->x;
+    const ts_face_dwconv *dw = j->dw;
+    const ts_face_conv *cv = j->cv;
+    int ow = j->y->w;
+    for (int oy = oy0; oy < oy1; oy += j->chunk) {
+        int end = oy + j->chunk < oy1 ? oy + j->chunk : oy1;
+        if (dw)
+            dw_rows(x->data, x->h, x->w, x->c, dw->filters, dw->kh, dw->kw, dw->stride, j->pt,
+                    j->pl, dw->mul, dw->add, (int)dw->act, buf, ow, oy, end);
+        else
+            im2col_rows(j, oy, end, buf);
+        gemm_rows(buf, j->k, 0, (end - oy) * ow, j->k, cv->cout, cv->packed, cv->mul, cv->add,
+                  (int)cv->act, j->y->data + (size_t)oy * ow * cv->cout, cv->cout);
+    }
+}
+
+/* Part t of j->parts takes an equal share of the computed rows. */
+static void chunk_part(void *ctx, int begin, int end)
+{
+    const chunk_job *j = ctx;
+    for (int t = begin; t < end; t++) {
+        int from = (int)((long)j->total * t / j->parts);
+        int to = (int)((long)j->total * (t + 1) / j->parts);
+        float *buf = j->bufs + (size_t)t * j->chunk * j->y->w * j->k;
+        /* Index i of the computed rows is row range[0][0] + i while in the
+         * first range, then carries on in the second. */
+        int skip = 0;
+        for (int r = 0; r < j->nranges && from < to; r++) {
+            int len = j->range[r][1] - j->range[r][0];
+            int a = from - skip, b = to - skip;
+            if (a < len && b > 0) {
+                a = a > 0 ? a : 0;
+                b = b < len ? b : len;
+                chunk_rows(j, buf, j->range[r][0] + a, j->range[r][0] + b);
+            }
+            skip += len;
+        }
+    }
+}
+
+/* Runs j (x, y, dw, cv, pt, pl, k set; y allocated, its repeated rows
+ * marked) over threads, then copies the repeated rows. */
+static ts_status chunk_run(chunk_job *j, int threads, ts_error *err)
+{
+    int oh = j->y->h, ow = j->y->w;
+    j->nranges = out_ranges(j->y, j->range);
+    j->total = 0;
+    for (int r = 0; r < j->nranges; r++)
+        j->total += j->range[r][1] - j->range[r][0];
+    /* Rows per chunk: a multiple of 6 / gcd(ow, 6) reaching CHUNK_PIXELS. */
+    int unit = ow % 6 == 0 ? 1 : ow % 3 == 0 ? 2 : ow % 2 == 0 ? 3 : 6;
+    j->chunk = unit;
+    while (j->chunk * ow < CHUNK_PIXELS && j->chunk < oh)
+        j->chunk += unit;
+    if (j->chunk > oh)
+        j->chunk = oh;
+    /* Below a few hundred thousand multiply-adds a thread costs more than it saves. */
+    long macs = (long)j->total * ow * j->k * j->cv->cout;
+    j->parts = macs < 400000 || threads < 1 ? 1 : threads > j->total ? j->total : threads;
+    size_t nbuf = (size_t)j->parts * j->chunk * ow * j->k;
+    j->bufs = malloc(nbuf * sizeof(float));
+    if (!j->bufs) {
+        ts_fmap_free(j->y);
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face convolution");
+    }
+    ts_face_parallel_for(j->parts, j->parts, chunk_part, j);
+    fill_repeats(j->y);
+    sodium_memzero(j->bufs, nbuf * sizeof(float));
+    free(j->bufs);
+    j->bufs = NULL;
+    return TS_OK;
+}
+
+/* ---------------------------------------------------------------- conv forward */
+
 ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap *y, int threads,
                                ts_error *err)
 {
+    pthread_once(&dispatch_once, dispatch_init);
     assert(cv->packed && x->c == cv->cin);
     int pt, pl;
     int oh = ts_face_out_size(x->h, cv->kh, cv->stride, cv->pad, &pt);
@@ -315,12 +412,12 @@ ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap
     if (st != TS_OK)
         return st;
     out_repeat(x, cv->kh, cv->stride, pt, oh, y);
-    int range[2][2];
-    int nranges = out_ranges(y, range);
 
     int k = cv->kh * cv->kw * cv->cin;
     if (cv->kh == 1 && cv->kw == 1 && cv->stride == 1) {
         /* A 1x1 convolution is the GEMM of the map itself. */
+        int range[2][2];
+        int nranges = out_ranges(y, range);
         for (int r = 0; r < nranges; r++) {
             size_t first = (size_t)range[r][0] * ow;
             ts_face_gemm(x->data + first * x->c, x->c, (range[r][1] - range[r][0]) * ow, k,
@@ -330,24 +427,8 @@ ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap
         fill_repeats(y);
         return TS_OK;
     }
-    size_t ncols = (size_t)oh * ow * k;
-    float *cols = malloc(ncols * sizeof(float));
-    if (!cols) {
-        ts_fmap_free(y);
-        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face convolution");
-    }
-    for (int r = 0; r < nranges; r++) {
-        int rows = range[r][1] - range[r][0];
-        size_t first = (size_t)range[r][0] * ow;
-        im2col_job jb = {x, cv, ow, pt, pl, range[r][0], cols};
-        ts_face_parallel_for(rows * ow * k > 200000 ? threads : 1, rows, im2col_part, &jb);
-        ts_face_gemm(cols + first * k, k, rows * ow, k, cv->cout, cv->packed, cv->mul, cv->add,
-                     cv->act, y->data + first * cv->cout, cv->cout, threads);
-    }
-    fill_repeats(y);
-    sodium_memzero(cols, ncols * sizeof(float));
-    free(cols);
-    return TS_OK;
+    chunk_job j = {.x = x, .y = y, .dw = NULL, .cv = cv, .pt = pt, .pl = pl, .k = k};
+    return chunk_run(&j, threads, err);
 }
 
 /* ---------------------------------------------------------------- depthwise */
@@ -420,64 +501,6 @@ ts_status ts_face_dwconv_forward(const ts_face_dwconv *dw, const ts_fmap *x, ts_
 
 /* ---------------------------------------------------------------- separable */
 
-/* Floats of depthwise output a thread gathers before multiplying them:
- * whole rows, at least a 96-pixel block (sixteen 6-row GEMM tiles) and a
- * multiple of the 6-row tile where the width allows, so few tiles are
- * ragged. */
-#define SEP_CHUNK_PIXELS 96
-
-typedef struct sep_job {
-    const ts_face_dwconv *dw;
-    const ts_face_conv *pw;
-    const ts_fmap *x;
-    ts_fmap *y;
-    int pt, pl;
-    int range[2][2], nranges, total; /* output rows to compute, and how many */
-    int parts, chunk;                /* threads, and rows per chunk */
-    float *bufs;                     /* parts x (chunk, ow, c) */
-} sep_job;
-
-/* Output rows [oy0, oy1), chunk by chunk: depthwise into the part's buffer,
- * then the GEMM from it into y. */
-static void sep_rows(const sep_job *j, float *buf, int oy0, int oy1)
-{
-    const ts_fmap *x = j->x;
-    const ts_face_dwconv *dw = j->dw;
-    const ts_face_conv *pw = j->pw;
-    int ow = j->y->w;
-    for (int oy = oy0; oy < oy1; oy += j->chunk) {
-        int end = oy + j->chunk < oy1 ? oy + j->chunk : oy1;
-        dw_rows(x->data, x->h, x->w, x->c, dw->filters, dw->kh, dw->kw, dw->stride, j->pt, j->pl,
-                dw->mul, dw->add, (int)dw->act, buf, ow, oy, end);
-        gemm_rows(buf, x->c, 0, (end - oy) * ow, x->c, pw->cout, pw->packed, pw->mul, pw->add,
-                  (int)pw->act, j->y->data + (size_t)oy * ow * pw->cout, pw->cout);
-    }
-}
-
-/* Part t of j->parts takes an equal share of the computed rows. */
-static void sep_part(void *ctx, int begin, int end)
-{
-    const sep_job *j = ctx;
-    for (int t = begin; t < end; t++) {
-        int from = (int)((long)j->total * t / j->parts);
-        int to = (int)((long)j->total * (t + 1) / j->parts);
-        float *buf = j->bufs + (size_t)t * j->chunk * j->y->w * j->x->c;
-        /* Index i of the computed rows is row range[0][0] + i while in the
-         * first range, then continues in the second. */
-        int skip = 0;
-        for (int r = 0; r < j->nranges && from < to; r++) {
-            int len = j->range[r][1] - j->range[r][0];
-            int a = from - skip, b = to - skip;
-            if (a < len && b > 0) {
-                a = a > 0 ? a : 0;
-                b = b < len ? b : len;
-                sep_rows(j, buf, j->range[r][0] + a, j->range[r][0] + b);
-            }
-            skip += len;
-        }
-    }
-}
-
 ts_status ts_face_sepconv_forward(const ts_face_dwconv *dw, const ts_face_conv *pw,
                                   const ts_fmap *x, ts_fmap *y, int threads, ts_error *err)
 {
@@ -493,33 +516,8 @@ ts_status ts_face_sepconv_forward(const ts_face_dwconv *dw, const ts_face_conv *
     if (st != TS_OK)
         return st;
     out_repeat(x, dw->kh, dw->stride, pt, oh, y);
-
-    sep_job j = {.dw = dw, .pw = pw, .x = x, .y = y, .pt = pt, .pl = pl};
-    j.nranges = out_ranges(y, j.range);
-    j.total = 0;
-    for (int r = 0; r < j.nranges; r++)
-        j.total += j.range[r][1] - j.range[r][0];
-    /* Rows per chunk: a multiple of 6 / gcd(ow, 6) reaching SEP_CHUNK_PIXELS. */
-    int unit = ow % 6 == 0 ? 1 : ow % 3 == 0 ? 2 : ow % 2 == 0 ? 3 : 6;
-    j.chunk = unit;
-    while (j.chunk * ow < SEP_CHUNK_PIXELS && j.chunk < oh)
-        j.chunk += unit;
-    if (j.chunk > oh)
-        j.chunk = oh;
-    /* Below a few hundred thousand multiply-adds a thread costs more than it saves. */
-    long macs = (long)j.total * ow * x->c * (pw->cout + dw->kh * dw->kw);
-    j.parts = macs < 400000 ? 1 : threads < 1 ? 1 : threads > j.total ? j.total : threads;
-    size_t nbuf = (size_t)j.parts * j.chunk * ow * x->c;
-    j.bufs = malloc(nbuf * sizeof(float));
-    if (!j.bufs) {
-        ts_fmap_free(y);
-        return ts_error_set(err, TS_ERR_NOMEM, "out of memory for a face convolution");
-    }
-    ts_face_parallel_for(j.parts, j.parts, sep_part, &j);
-    fill_repeats(y);
-    sodium_memzero(j.bufs, nbuf * sizeof(float));
-    free(j.bufs);
-    return TS_OK;
+    chunk_job j = {.x = x, .y = y, .dw = dw, .cv = pw, .pt = pt, .pl = pl, .k = x->c};
+    return chunk_run(&j, threads, err);
 }
 
 /* ---------------------------------------------------------------- pooling */
