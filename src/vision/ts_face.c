@@ -417,17 +417,21 @@ ts_status ts_face_detect(const ts_face_models *m, const ts_image *img, const ts_
         *count = st == TS_OK ? n : 0;
         return st;
     }
-    /* Several faces: one face per thread, each single-threaded (cheaper than
-     * splitting the small per-face layers); one face: split its layers. */
+    /* Whole rounds of one face per thread, each face on one thread (cheaper
+     * than splitting the small per-face layers); the faces left over, fewer
+     * than the threads, one after the other with their layers split over
+     * all threads, so no thread idles while another does a second face. */
     describe_job job = {.m = m, .img = img, .faces = faces, .threads = d.threads, .status = TS_OK};
     pthread_mutex_init(&job.lock, NULL);
     ts_error_clear(&job.err);
-    if (n >= 2 && d.threads >= 2) {
+    int whole = d.threads >= 2 ? n / d.threads * d.threads : 0;
+    if (whole > 0) {
         job.threads = 1;
-        ts_face_parallel_for(d.threads, n, describe_part, &job);
-    } else {
-        describe_part(&job, 0, n);
+        ts_face_parallel_for(d.threads, whole, describe_part, &job);
+        job.threads = d.threads;
     }
+    if (job.status == TS_OK)
+        describe_part(&job, whole, n);
     pthread_mutex_destroy(&job.lock);
     st = job.status;
     if (st != TS_OK && err)
