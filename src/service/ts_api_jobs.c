@@ -96,8 +96,10 @@ void ts_api_respond_submit_error(ts_http_request *req, ts_status st, const ts_jo
         return;
     }
     if (st == TS_ERR_LIMIT) {
-        /* Non-size limits (n, steps, prompt length, size) are request errors. */
-        ts_http_respond_error_code(req, 400, "invalid_request_error", "limit", err->message, NULL);
+        /* Non-size limits (n, steps, prompt length, size) are request errors;
+         * the code is the one every limit answers with. */
+        ts_http_respond_error_code(req, 400, "invalid_request_error", ts_status_name(TS_ERR_LIMIT),
+                                   err->message, NULL);
         return;
     }
     ts_http_respond_error(req, st, err->message[0] ? err->message : "the job was not accepted",
@@ -107,11 +109,14 @@ void ts_api_respond_submit_error(ts_http_request *req, ts_status st, const ts_jo
 void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_error *err,
                                 const char *param)
 {
-    /* A limit on an upload (image, mask) keeps its own status (413); any
-     * other limit is a request error. */
+    /* Every limit answers with code "limit_exceeded". A limit on the
+     * uploads (their bytes, pixels or number: image, mask) keeps its own
+     * status, 413 Content Too Large; any other limit (n, steps, size, prompt
+     * length, form fields) is a request error, 400. */
     int upload = param && (strcmp(param, "image") == 0 || strcmp(param, "mask") == 0);
     if (st == TS_ERR_LIMIT && !upload)
-        ts_http_respond_error_code(req, 400, "invalid_request_error", "limit", err->message, param);
+        ts_http_respond_error_code(req, 400, "invalid_request_error", ts_status_name(TS_ERR_LIMIT),
+                                   err->message, param);
     else
         ts_http_respond_error(req, st, err->message, param);
 }
@@ -522,7 +527,9 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
 
     /* numbers */
     long long v;
-    if ((r = field_int(obj, "n", 1, TS_JOB_MAX_N, NULL, &v, param, err, &st)) < 0)
+    /* Any count parses; the limit (at most TS_JOB_MAX_N) then says "n is 99;
+     * the limit is 4" with the code every limit has. */
+    if ((r = field_int(obj, "n", 1, INT32_MAX, NULL, &v, param, err, &st)) < 0)
         goto done;
     if (r > 0) {
         if ((st = ts_limits_check_n(lim, (int)v, err)) != TS_OK) {

@@ -111,7 +111,8 @@ void ts_api_respond_submit_error(ts_http_request *req, ts_status st, const ts_jo
                                  const ts_error *err);
 
 /* Answers a ts_api_parse_input failure: a limit on anything but an upload
- * (image, mask) is 400 "limit"; everything else answers as st maps. */
+ * (image, mask) is 400, on an upload 413, both with code "limit_exceeded";
+ * everything else answers as st maps. */
 void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_error *err,
                                 const char *param);
 

@@ -72,14 +72,14 @@ test('pixels: an image over --max-pixels is 413 from its header', async () => {
 
 test('prompt length: 400 naming the bytes and the limit', async () => {
   const r = await json({ prompt: 'p'.repeat(101) });
-  err(r, 400, 'prompt is 101 bytes; the limit is 100', { param: 'prompt', code: 'limit' });
+  err(r, 400, 'prompt is 101 bytes; the limit is 100', { param: 'prompt', code: 'limit_exceeded' });
   const ok = await json({ prompt: 'p'.repeat(100) });
   assert.equal(ok.status, 200, 'exactly at the limit is accepted');
 });
 
 test('n: 400 naming n and the limit', async () => {
   const r = await json({ prompt: 'x', n: 3 });
-  err(r, 400, 'n is 3; the limit is 2', { param: 'n', code: 'limit' });
+  err(r, 400, 'n is 3; the limit is 2', { param: 'n', code: 'limit_exceeded' });
 });
 
 test('full queue: 503 with Retry-After, and the queue frees again', async () => {

@@ -144,6 +144,7 @@ test('OpenAI client: edit with two images, and errors the client surfaces', asyn
   await assert.rejects(client.images.generate({ prompt: 'x', n: 99 }), (err) => {
     assert.equal(err.status, 400);
     assert.equal(err.type, 'invalid_request_error');
+    assert.equal(err.code, 'limit_exceeded', 'one code for every limit');
     assert.equal(err.param, 'n');
     assert.match(err.message, /n/);
     return true;
