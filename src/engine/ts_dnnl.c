@@ -33,9 +33,18 @@
  * and a half-precision weight widened to f32. */
 enum { SCR_SRC, SCR_DST, SCR_KERNEL, SCR_WIDE, N_SCRATCH };
 
+/* One convolution call: h rows of the input (a tile of rows_in rows) to the
+ * matching rows of an output of rows_out rows; rows_in and rows_out only set
+ * the plain layouts' channel strides. pt/pb are this tile's padding. */
 typedef struct conv_key {
     int cin, cout, k, stride, pt, pl, pb, pr, batch, h, w;
+    int rows_in, rows_out;
 } conv_key;
+
+/* Above this many bytes of blocked input plus output activations a call is
+ * split into tiles of output rows, so the reorder buffers stay bounded (a
+ * 512x512 VAE layer would otherwise hold 512 MiB of blocked copies). */
+#define CONV_TILE_BYTES ((size_t)32 << 20)
 
 typedef struct conv_entry {
     conv_key key;
@@ -71,6 +80,7 @@ struct ts_dnnl {
     void *scratch[N_SCRATCH];
     size_t scratch_size[N_SCRATCH];
     uint64_t flops;
+    size_t tile_bytes; /* CONV_TILE_BYTES unless a test asks for less */
 };
 
 int ts_dnnl_cpu_has_bf16(void)
@@ -85,6 +95,7 @@ ts_status ts_dnnl_create(int force_f32, ts_dnnl **out, ts_error *err)
     ts_dnnl *d = calloc(1, sizeof(*d));
     if (!d)
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory creating oneDNN context");
+    d->tile_bytes = CONV_TILE_BYTES;
     DN(dnnl_engine_create(&d->engine, dnnl_cpu, 0), "engine creation");
     DN(dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags), "stream creation");
     *out = d;
@@ -148,6 +159,11 @@ void ts_dnnl_trim(ts_dnnl *d)
         d->scratch[i] = NULL;
         d->scratch_size[i] = 0;
     }
+}
+
+void ts_dnnl_set_tile_bytes(ts_dnnl *d, size_t bytes)
+{
+    d->tile_bytes = bytes ? bytes : CONV_TILE_BYTES;
 }
 
 uint64_t ts_dnnl_flops(const ts_dnnl *d)
@@ -249,7 +265,7 @@ ts_status ts_conv2d_init(ts_dnnl *d, ts_conv2d *c, const float *weight, const fl
 
     /* The kernel layout oneDNN picks for a typical problem (32x32, batch 2);
      * other shapes that want another layout reorder it per call. */
-    conv_key key = {cin, cout, k, stride, pad_t, pad_l, pad_b, pad_r, 2, 32, 32};
+    conv_key key = {cin, cout, k, stride, pad_t, pad_l, pad_b, pad_r, 2, 32, 32, 32, 0};
     DN(conv_pd(d, &key, &pd), "convolution descriptor");
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     c->wdesc = malloc(sizeof(dnnl_memory_desc_t));
@@ -329,10 +345,14 @@ static ts_status conv_entry_make(ts_dnnl *d, const conv_key *key, conv_entry **o
     e->dst_bytes = dnnl_memory_desc_get_size(dst_md);
     e->w_bytes = dnnl_memory_desc_get_size(w_md);
 
+    /* Plain (B, C, rows, W) tiles inside images of rows_in / rows_out rows. */
     dnnl_memory_desc_t src_plain, dst_plain, b_md;
     dnnl_dims_t b_dims = {key->cout};
-    dnnl_memory_desc_init_by_tag(&src_plain, 4, src_md->dims, dnnl_f32, dnnl_nchw);
-    dnnl_memory_desc_init_by_tag(&dst_plain, 4, dst_md->dims, dnnl_f32, dnnl_nchw);
+    const int64_t *sd = src_md->dims, *dd = dst_md->dims;
+    dnnl_dims_t src_str = {sd[1] * key->rows_in * sd[3], key->rows_in * sd[3], sd[3], 1};
+    dnnl_dims_t dst_str = {dd[1] * key->rows_out * dd[3], key->rows_out * dd[3], dd[3], 1};
+    DN(dnnl_memory_desc_init_by_strides(&src_plain, 4, sd, dnnl_f32, src_str), "src desc");
+    DN(dnnl_memory_desc_init_by_strides(&dst_plain, 4, dd, dnnl_f32, dst_str), "dst desc");
     dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_a);
     DN(dnnl_memory_create(&e->m_src_plain, &src_plain, d->engine, DNNL_MEMORY_NONE), "memory");
     DN(dnnl_memory_create(&e->m_dst_plain, &dst_plain, d->engine, DNNL_MEMORY_NONE), "memory");
@@ -369,15 +389,16 @@ fail:
     return s;
 }
 
-ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int batch, int h, int w,
-                            float *y, ts_error *err)
+/* One primitive call on a tile: rows [r0, r0 + key->h) of x with the
+ * tile's own top/bottom padding, writing its output rows at y. wp is the
+ * kernel in layout c->wdesc, f32. */
+static ts_status conv_run(ts_dnnl *d, const ts_conv2d *c, const conv_key *key, const void *wp,
+                          const float *x, float *y, ts_error *err)
 {
     ts_status s = TS_OK;
-    conv_key key = {c->cin,   c->cout,  c->k,  c->stride, c->pad_t, c->pad_l,
-                    c->pad_b, c->pad_r, batch, h,         w};
     conv_entry *e = NULL;
     for (int i = 0; i < d->n_convs && !e; i++)
-        if (memcmp(&d->convs[i]->key, &key, sizeof(key)) == 0)
+        if (memcmp(&d->convs[i]->key, key, sizeof(*key)) == 0)
             e = d->convs[i];
     if (!e) {
         if (d->n_convs >= DNNL_CACHE_MAX) { /* evict the oldest shape */
@@ -385,36 +406,25 @@ ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int 
             memmove(d->convs, d->convs + 1, (size_t)(d->n_convs - 1) * sizeof(d->convs[0]));
             d->n_convs--;
         }
-        s = conv_entry_make(d, &key, &e, err);
+        s = conv_entry_make(d, key, &e, err);
         if (s != TS_OK)
             return s;
         d->convs[d->n_convs++] = e;
     }
 
-    /* The kernel: as stored (widened first when kept half), or reordered
-     * into this primitive's layout. */
+    /* The kernel as given, or reordered into this primitive's layout. */
     const dnnl_memory_desc_t *have = c->wdesc;
-    dnnl_memory_t wide = NULL; /* the widened kernel, when it must be reordered */
-    void *wp = NULL;
-    if (c->whalf) {
-        size_t bytes = dnnl_memory_desc_get_size(have);
-        wp = scratch_get(d, SCR_WIDE, bytes, err);
-        if (!wp)
-            return err->status;
-        ts_half_to_f32((ts_dtype)c->whalf_dtype, c->whalf, bytes / sizeof(float), wp);
-    } else {
-        dnnl_memory_get_data_handle((dnnl_memory_t)c->wmem, &wp);
-    }
     if (dnnl_memory_desc_equal(have, &e->wmd)) {
-        DN(dnnl_memory_set_data_handle(e->m_w, wp), "set handle");
+        DN(dnnl_memory_set_data_handle(e->m_w, (void *)wp), "set handle");
     } else {
+        dnnl_memory_t given = NULL;
         void *buf = scratch_get(d, SCR_KERNEL, e->w_bytes, err);
         if (!buf)
             return err->status;
         DN(dnnl_memory_set_data_handle(e->m_w, buf), "set handle");
-        DN(dnnl_memory_create(&wide, have, d->engine, wp), "kernel memory");
-        dnnl_status_t rst = reorder_once(d, wide, e->m_w);
-        dnnl_memory_destroy(wide);
+        DN(dnnl_memory_create(&given, have, d->engine, (void *)wp), "kernel memory");
+        dnnl_status_t rst = reorder_once(d, given, e->m_w);
+        dnnl_memory_destroy(given);
         DN(rst, "kernel reorder");
     }
     DN(dnnl_memory_set_data_handle(e->m_bias, c->bias), "set handle");
@@ -444,14 +454,62 @@ ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int 
         DN(dnnl_primitive_execute(e->dst_reorder, d->stream, 2, rargs), "dst reorder");
     }
     DN(dnnl_stream_wait(d->stream), "stream wait");
-
-    int ho = ts_conv2d_out_size(h, c->k, c->stride, c->pad_t, c->pad_b);
-    int wo = ts_conv2d_out_size(w, c->k, c->stride, c->pad_l, c->pad_r);
-    d->flops += 2ull * (uint64_t)batch * (uint64_t)ho * (uint64_t)wo * (uint64_t)c->cout *
-                (uint64_t)c->cin * (uint64_t)(c->k * c->k);
     return TS_OK;
 fail:
     return s;
+}
+
+ts_status ts_conv2d_forward(ts_dnnl *d, const ts_conv2d *c, const float *x, int batch, int h, int w,
+                            float *y, ts_error *err)
+{
+    ts_status s = TS_OK;
+    int ho = ts_conv2d_out_size(h, c->k, c->stride, c->pad_t, c->pad_b);
+    int wo = ts_conv2d_out_size(w, c->k, c->stride, c->pad_l, c->pad_r);
+
+    /* The kernel in its stored layout as f32: widened once per call when
+     * kept half (every tile below shares it). */
+    const void *wp = NULL;
+    if (c->whalf) {
+        size_t bytes = dnnl_memory_desc_get_size(c->wdesc);
+        float *buf = scratch_get(d, SCR_WIDE, bytes, err);
+        if (!buf)
+            return err->status;
+        ts_half_to_f32((ts_dtype)c->whalf_dtype, c->whalf, bytes / sizeof(float), buf);
+        wp = buf;
+    } else {
+        void *p = NULL;
+        dnnl_memory_get_data_handle((dnnl_memory_t)c->wmem, &p);
+        wp = p;
+    }
+
+    /* Output rows per tile: blocked copies of one output row and its input
+     * rows (channels padded to 16) within CONV_TILE_BYTES. */
+    size_t cin16 = ((size_t)c->cin + 15) & ~(size_t)15,
+           cout16 = ((size_t)c->cout + 15) & ~(size_t)15;
+    size_t row_bytes = (size_t)batch * sizeof(float) *
+                       (cin16 * (size_t)c->stride * (size_t)w + cout16 * (size_t)wo);
+    int tile = (int)(d->tile_bytes / (row_bytes ? row_bytes : 1));
+    if (tile < 1)
+        tile = 1;
+    if (tile >= ho)
+        tile = ho;
+
+    for (int o0 = 0; o0 < ho && s == TS_OK; o0 += tile) {
+        int o1 = o0 + tile < ho ? o0 + tile : ho;
+        /* Input rows [in0, in1) feed output rows [o0, o1); the part outside
+         * [0, h) is this tile's padding. */
+        int in0 = o0 * c->stride - c->pad_t;
+        int in1 = (o1 - 1) * c->stride - c->pad_t + c->k;
+        int r0 = in0 > 0 ? in0 : 0, r1 = in1 < h ? in1 : h;
+        conv_key key = {c->cin,   c->cout, c->k,    c->stride, r0 - in0, c->pad_l, in1 - r1,
+                        c->pad_r, batch,   r1 - r0, w,         h,        ho};
+        s = conv_run(d, c, &key, wp, x + (size_t)r0 * w, y + (size_t)o0 * wo, err);
+    }
+    if (s != TS_OK)
+        return s;
+    d->flops += 2ull * (uint64_t)batch * (uint64_t)ho * (uint64_t)wo * (uint64_t)c->cout *
+                (uint64_t)c->cin * (uint64_t)(c->k * c->k);
+    return TS_OK;
 }
 
 /* ---------------------------------------------------------------- matmul */

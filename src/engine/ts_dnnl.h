@@ -9,6 +9,9 @@
  * Convolution kernels are reordered once, at load, into the blocked layout
  * oneDNN prefers for this CPU; activations stay plain (B, C, H, W) between
  * ops and are reordered around the primitive when it prefers a blocked one.
+ * A convolution whose blocked copies would pass 32 MiB runs in tiles of
+ * output rows (each with its own top/bottom padding), so those copies stay
+ * bounded at any image size.
  *
  * Half-precision weights: a kernel or Linear weight that came from an f16 or
  * bf16 checkpoint is kept in that type (a conv kernel already in its blocked
@@ -26,6 +29,7 @@
 #ifndef TS_DNNL_H
 #define TS_DNNL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ts_error.h"
@@ -42,6 +46,10 @@ int ts_dnnl_cpu_has_bf16(void);
 /* Frees the blocked-activation scratch buffers (they grow back on the next
  * call); for networks called rarely with large images. */
 void ts_dnnl_trim(ts_dnnl *d);
+
+/* The blocked-copy budget above which convolutions run in row tiles
+ * (0: the default, 32 MiB); tests set it small to exercise the tiling. */
+void ts_dnnl_set_tile_bytes(ts_dnnl *d, size_t bytes);
 
 /* FLOPs (2 per multiply-add) executed by conv and matmul since creation or
  * the last reset. */

@@ -82,6 +82,24 @@ static void test_conv2d(void)
     check_conv(1, 3, 32, 16, 16, 3, 1, 1, 1, 1, 1);  /* image input */
 }
 
+/* The same shapes run in row tiles (a tiny budget: one to a few output rows
+ * per tile, so first, middle and last tiles all differ in padding) against
+ * the reference. */
+static void test_conv2d_tiled(void)
+{
+    size_t budgets[] = {1, 16 << 10};
+    for (size_t i = 0; i < 2; i++) {
+        ts_dnnl_set_tile_bytes(dn, budgets[i]);
+        check_conv(1, 4, 8, 9, 7, 3, 1, 1, 1, 1, 1);
+        check_conv(2, 13, 17, 11, 5, 3, 1, 1, 1, 1, 1);
+        check_conv(2, 16, 16, 10, 12, 3, 2, 1, 1, 1, 1);
+        check_conv(1, 8, 8, 9, 10, 3, 2, 0, 0, 1, 1);
+        check_conv(2, 24, 40, 6, 7, 1, 1, 0, 0, 0, 0);
+        check_conv(1, 3, 32, 33, 16, 3, 1, 1, 1, 1, 1);
+    }
+    ts_dnnl_set_tile_bytes(dn, 0);
+}
+
 static void test_matmul(void)
 {
     ts_error err;
@@ -384,6 +402,7 @@ int main(void)
     }
     TS_RUN(test_arena);
     TS_RUN(test_conv2d);
+    TS_RUN(test_conv2d_tiled);
     TS_RUN(test_matmul);
     TS_RUN(test_cache_eviction);
     TS_RUN(test_elementwise);
