@@ -113,12 +113,26 @@ void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_err
      * uploads (their bytes, pixels or number: image, mask) keeps its own
      * status, 413 Content Too Large; any other limit (n, steps, size, prompt
      * length, form fields) is a request error, 400. */
+    if (st == TS_ERR_NOT_FOUND && param && strcmp(param, "model") == 0) {
+        ts_http_respond_error_code(req, 400, "invalid_request_error", "model_not_found",
+                                   err->message, param);
+        return;
+    }
     int upload = param && (strcmp(param, "image") == 0 || strcmp(param, "mask") == 0);
     if (st == TS_ERR_LIMIT && !upload)
         ts_http_respond_error_code(req, 400, "invalid_request_error", ts_status_name(TS_ERR_LIMIT),
                                    err->message, param);
     else
         ts_http_respond_error(req, st, err->message, param);
+}
+
+void ts_api_model_id(ts_api *api, char out[TS_API_MODEL_ID_MAX])
+{
+    char family[32] = "";
+    int w = 0, h = 0;
+    if (api->jobs)
+        ts_jobs_model(api->jobs, family, &w, &h);
+    snprintf(out, TS_API_MODEL_ID_MAX, "%s", family[0] ? family : "togethershot");
 }
 
 void ts_api_size_fields(json_t *o, int width, int height, int native_width, int native_height)
@@ -392,7 +406,8 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
     ts_job_request_default(&in->rq);
     *param = NULL;
 
-    if (ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0) {
+    int form = ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0;
+    if (form) {
         char boundary[TS_MULTIPART_BOUNDARY_MAX + 1];
         ts_multipart_part parts[TS_MULTIPART_MAX_PARTS];
         int n = 0;
@@ -476,11 +491,53 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
                               je.position);
             goto done;
         }
+        if (!obj && strstr(je.text, "duplicate object key")) {
+            st = ts_error_set(err, TS_ERR_FORMAT,
+                              "the JSON object gives the same field twice (near byte %d); give "
+                              "each field once",
+                              je.position);
+            goto done;
+        }
         if (!obj || !json_is_object(obj)) {
             /* je.text may quote the body: give only the position. */
             st = ts_error_set(err, TS_ERR_FORMAT,
                               "the body is not a valid JSON object (problem near byte %d)",
                               obj ? 0 : je.position);
+            goto done;
+        }
+    }
+
+    /* JSON has numbers: a number sent as a string ("n": "2") is a mistake
+     * the client should hear about (a form, which has only text, is fine). */
+    if (!form) {
+        static const char *const numeric[] = {
+            "n", "steps", "seed", "guidance", "guidance_scale", "strength", "width", "height"};
+        for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
+            if (json_is_string(json_object_get(obj, numeric[i]))) {
+                *param = numeric[i];
+                st = ts_error_set(err, TS_ERR_ARG,
+                                  "'%s' must be a JSON number, not a string: write it without "
+                                  "quotes",
+                                  numeric[i]);
+                goto done;
+            }
+    }
+
+    /* OpenAI clients may name a model: it must be the one GET /v1/models
+     * lists (checked only with a job queue to ask; the fuzzer has none). */
+    const char *model = NULL;
+    int r;
+    if ((r = field_str(obj, "model", &model, param, err, &st)) < 0)
+        goto done;
+    if (r > 0 && api->jobs) {
+        char id[TS_API_MODEL_ID_MAX];
+        ts_api_model_id(api, id);
+        if (strcmp(model, id) != 0) {
+            *param = "model";
+            st = ts_error_set(err, TS_ERR_NOT_FOUND,
+                              "this server has no model '%.64s'; it serves '%s' (GET /v1/models "
+                              "lists it), or leave 'model' out",
+                              model, id);
             goto done;
         }
     }
@@ -500,7 +557,6 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
 
     /* prompt and negative prompt */
     const char *s = NULL;
-    int r;
     if ((r = field_str(obj, "prompt", &s, param, err, &st)) < 0)
         goto done;
     if (r == 0) {

@@ -69,9 +69,12 @@ typedef struct ts_api_input {
 
 /* Parses a JSON or multipart body into in (fields: prompt, negative_prompt,
  * n, size "WxH" or "auto", width, height, steps, guidance / guidance_scale,
- * seed, sampler, strength, response_format, output_format; files image,
- * image[] (up to four) and mask). Every limit is checked here. On error,
- * *param names the field at fault (or NULL) and err says what was wrong. */
+ * seed, sampler, strength, response_format, output_format, model; files
+ * image, image[] (up to four) and mask). Every limit is checked here. In
+ * JSON, numbers must be JSON numbers ("n": 2, not "n": "2"); a form's text
+ * fields are read as numbers. "model", when given, must be the id of
+ * ts_api_model_id (checked only when api->jobs is set). On error, *param
+ * names the field at fault (or NULL) and err says what was wrong. */
 ts_status ts_api_parse_input(ts_api *api, ts_http_request *req, int allow_images, int need_images,
                              ts_api_input *in, const char **param, ts_error *err);
 void ts_api_input_free(ts_api_input *in);
@@ -120,6 +123,12 @@ void ts_api_respond_parse_error(ts_http_request *req, ts_status st, const ts_err
  * ts_image_buffer_free. */
 ts_status ts_api_encode_result(ts_api *api, const char *id, const char *token, int index,
                                ts_image_format format, uint8_t **out, size_t *len, ts_error *err);
+
+/* The id of the model this server serves, as GET /v1/models lists it (the
+ * model's family, "togethershot" when it has none). Requests may name it in
+ * "model"; any other name is refused (400, code model_not_found). */
+#define TS_API_MODEL_ID_MAX 32
+void ts_api_model_id(ts_api *api, char out[TS_API_MODEL_ID_MAX]);
 
 /* What every answer about a job's images says about their size (added to o):
  *   "size": "512x512"         the delivered size

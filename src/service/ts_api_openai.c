@@ -242,11 +242,10 @@ static void on_edits(ts_http_request *req, void *user)
 
 static json_t *model_json(ts_api *api)
 {
-    char family[32] = "";
-    int w = 0, h = 0;
-    ts_jobs_model(api->jobs, family, &w, &h);
-    return json_pack("{s:s, s:s, s:i, s:s}", "id", family[0] ? family : "togethershot", "object",
-                     "model", "created", 0, "owned_by", "togethershot");
+    char id[TS_API_MODEL_ID_MAX];
+    ts_api_model_id(api, id);
+    return json_pack("{s:s, s:s, s:i, s:s}", "id", id, "object", "model", "created", 0, "owned_by",
+                     "togethershot");
 }
 
 static void on_models(ts_http_request *req, void *user)
