@@ -3,7 +3,8 @@
  *
  * Invariant: chunks[0..n_chunks) are allocated; chunks before `cur` are full
  * up to their `used`, chunk `cur` is being filled, chunks after it are empty
- * and kept for reuse.
+ * and kept for reuse until a request finds them too small, which replaces
+ * them with one chunk that fits.
  */
 #include "ts_tensor.h"
 
@@ -75,8 +76,9 @@ float *ts_arena_floats(ts_arena *a, size_t n, ts_error *err)
     if (bytes == 0)
         bytes = ARENA_ALIGN;
 
-    /* First fit in the current chunk or a later (empty, reusable) one. */
-    while (a->cur < a->n_chunks) {
+    /* First fit in the current chunk or a later (empty, reusable) one. An
+     * empty chunk too small for the request ends the search. */
+    while (a->n_chunks > 0) {
         arena_chunk *c = &a->chunks[a->cur];
         if (c->size - c->used >= bytes) {
             float *p = (float *)(c->base + c->used);
@@ -86,11 +88,26 @@ float *ts_arena_floats(ts_arena *a, size_t n, ts_error *err)
                 a->peak = a->in_use;
             return p;
         }
-        if (a->cur + 1 >= a->n_chunks)
+        if (c->used == 0)
             break;
+        if (a->cur + 1 >= a->n_chunks) {
+            a->cur = a->n_chunks; /* past the end: append */
+            break;
+        }
         a->cur++;
         a->chunks[a->cur].used = 0;
     }
+
+    /* The chunks from cur on are empty and too small for this request:
+     * free them before the new one is made, so networks of different shapes
+     * sharing the arena (or one network at a new image size) replace chunks
+     * instead of piling up ones that no longer fit. */
+    for (int i = a->cur; i < a->n_chunks; i++) {
+        free(a->chunks[i].base);
+        a->reserved -= a->chunks[i].size;
+    }
+    if (a->cur < a->n_chunks)
+        a->n_chunks = a->cur;
 
     /* A new chunk at the end. */
     size_t size = bytes > ARENA_MIN_CHUNK ? bytes : ARENA_MIN_CHUNK;
@@ -102,12 +119,14 @@ float *ts_arena_floats(ts_arena *a, size_t n, ts_error *err)
                          "scratch memory limit of %zu MiB reached (%zu MiB requested); use a "
                          "smaller image size",
                          a->max_bytes >> 20, bytes >> 20);
+            a->cur = a->n_chunks > 0 ? a->n_chunks - 1 : 0;
             return NULL;
         }
     }
     char *base = aligned_alloc(ARENA_ALIGN, size);
     if (!base) {
         ts_error_set(err, TS_ERR_NOMEM, "out of memory allocating %zu MiB of scratch", size >> 20);
+        a->cur = a->n_chunks > 0 ? a->n_chunks - 1 : 0;
         return NULL;
     }
     arena_chunk *c = &a->chunks[a->n_chunks];

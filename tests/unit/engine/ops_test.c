@@ -391,6 +391,30 @@ static void test_arena(void)
     TS_CHECK(ts_arena_floats(a, (size_t)100 << 20, &err) == NULL);
     TS_CHECK_INT_EQ(err.status, TS_ERR_LIMIT);
     ts_arena_destroy(a);
+
+    /* A caller of another shape (one 96 MiB block after 64 + 80 MiB chunks)
+     * replaces the empty chunks that are too small instead of adding to them,
+     * and the old shape then fits in what is there. */
+    TS_CHECK_INT_EQ(ts_arena_create((size_t)200 << 20, &a, &err), TS_OK);
+    m0 = ts_arena_save(a);
+    TS_CHECK(ts_arena_floats(a, 1000, &err) != NULL);
+    TS_CHECK(ts_arena_floats(a, (size_t)20 << 20, &err) != NULL);
+    TS_CHECK(ts_arena_reserved(a) == ((size_t)64 << 20) + ((size_t)80 << 20));
+    ts_arena_restore(a, m0);
+    float *one = ts_arena_floats(a, (size_t)24 << 20, &err); /* 96 MiB */
+    TS_CHECK(one != NULL);
+    TS_CHECK(ts_arena_reserved(a) == (size_t)96 << 20);
+    ts_arena_restore(a, m0);
+    TS_CHECK(ts_arena_floats(a, 1000, &err) == one);
+    TS_CHECK(ts_arena_floats(a, (size_t)20 << 20, &err) != NULL);
+    TS_CHECK(ts_arena_reserved(a) == (size_t)96 << 20);
+    /* A failed request (120 MiB more would pass the limit) leaves the arena
+     * usable. */
+    TS_CHECK(ts_arena_floats(a, (size_t)30 << 20, &err) == NULL);
+    TS_CHECK(ts_arena_floats(a, 1000, &err) != NULL);
+    ts_arena_restore(a, m0);
+    TS_CHECK(ts_arena_floats(a, 16, &err) == one);
+    ts_arena_destroy(a);
 }
 
 int main(void)
