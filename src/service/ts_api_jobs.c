@@ -155,6 +155,7 @@ int ts_api_route_metric(const char *t)
         {"GET /", TS_ROUTE_PAGE},
         {"GET /app.js", TS_ROUTE_PAGE},
         {"GET /style.css", TS_ROUTE_PAGE},
+        {"GET /favicon.ico", TS_ROUTE_PAGE},
         {"GET /privacy", TS_ROUTE_PRIVACY},
         {"GET /healthz", TS_ROUTE_HEALTHZ},
         {"GET /metrics", TS_ROUTE_METRICS},

@@ -1,7 +1,7 @@
 # The HTTP layer of the service (server, APIs, the embedded page). Included by
 # CMakeLists.txt; adds its sources to ts_service.
 set(TS_WEB_DIR ${PROJECT_SOURCE_DIR}/web)
-set(TS_WEB_FILES index.html app.js style.css)
+set(TS_WEB_FILES index.html app.js style.css favicon.ico)
 set(web_deps "")
 foreach(f ${TS_WEB_FILES})
     list(APPEND web_deps ${TS_WEB_DIR}/${f})

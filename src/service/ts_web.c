@@ -37,7 +37,10 @@ static void on_asset(ts_http_request *req, void *user)
 
 ts_status ts_web_register(ts_api *api, ts_http_server *srv, ts_error *err)
 {
-    static const char *const paths[] = {"/", "/index.html", "/app.js", "/style.css"};
+    /* Browsers ask for /favicon.ico on their own: the page's own icon
+     * answers, from the binary like the rest (never another origin, P8). */
+    static const char *const paths[] = {"/", "/index.html", "/app.js", "/style.css",
+                                        "/favicon.ico"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (ts_http_route_add(srv, "GET", paths[i], on_asset, api, 0) != TS_OK)
             return ts_error_set(err, TS_ERR_INTERNAL, "too many routes");

@@ -1,9 +1,9 @@
 /*
  * ts_web.h - the single web page, embedded in the binary at build time.
  *
- * The files of web/ (index.html, app.js, style.css) are turned into byte
- * arrays by ts_web_embed.cmake; ts_web_register serves them at "/" (the
- * page), "/app.js" and "/style.css". The page loads nothing from any other
+ * The files of web/ (index.html, app.js, style.css, favicon.ico) are turned
+ * into byte arrays by ts_web_embed.cmake; ts_web_register serves them at "/"
+ * (the page), "/app.js", "/style.css" and "/favicon.ico". The page loads nothing from any other
  * origin, runs no inline script (the Content-Security-Policy forbids it) and
  * stores nothing in the browser: no cookie, no local or session storage
  * (POLICY.md P6, P8).
@@ -31,7 +31,8 @@ const ts_web_asset *ts_web_find(const char *path);
 typedef struct ts_http_server ts_http_server;
 typedef struct ts_api ts_api;
 
-/* Adds GET /, /index.html, /app.js and /style.css (rate-limited as cheap). */
+/* Adds GET /, /index.html, /app.js, /style.css and /favicon.ico
+ * (rate-limited as cheap). */
 ts_status ts_web_register(ts_api *api, ts_http_server *srv, ts_error *err);
 
 #endif

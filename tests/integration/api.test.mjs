@@ -52,6 +52,14 @@ test('the page, its assets, privacy, healthz, metrics and models answer', async 
   assert.match(html, /<script src="\/app.js"/);
   assert.doesNotMatch(html, /<script>(?!<)/, 'no inline script');
   assert.doesNotMatch(html, /(src|href)="(https?:)?\/\//, 'nothing from another origin');
+  // The icon browsers ask for on their own comes from the binary.
+  const icon = await call('/favicon.ico');
+  assert.equal(icon.status, 200);
+  assert.equal(icon.headers.get('content-type'), 'image/x-icon');
+  const ico = Buffer.from(await icon.arrayBuffer());
+  assert.ok(ico.length > 22 && ico.length < 4096, `a small icon: ${ico.length} bytes`);
+  assert.deepEqual([...ico.subarray(0, 4)], [0, 0, 1, 0], 'an ICO header');
+  assert.match(html, /<link rel="icon" href="\/favicon.ico"/);
   for (const [p, type] of [['/app.js', /javascript/], ['/style.css', /text\/css/]]) {
     const r = await call(p);
     assert.equal(r.status, 200, p);
