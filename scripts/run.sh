@@ -11,7 +11,7 @@ scripts/setup.sh
 scripts/build.sh release
 
 mkdir -p out
+# generate prints the name of the file it wrote (once).
 ./build/src/cli/togethershot generate "a red heart" --seed 1 -o out/red-heart.png
-echo "wrote out/red-heart.png"
 
 exec ./build/src/cli/togethershot serve --memory-only "$@"

@@ -551,6 +551,7 @@ int ts_cli_generate(int argc, char **argv)
         goto done;
     }
 
+    int names_shown = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
     for (int i = 0; i < r.count; i++) {
         char name[OUT_PATH_MAX];
         output_name(r.out, i, r.count, name, sizeof name);
@@ -569,7 +570,12 @@ int ts_cli_generate(int argc, char **argv)
             goto done;
         }
         printf("%s\n", name);
-        if (!r.quiet)
+        fflush(stdout);
+        /* On a terminal that shows both streams the name is on screen
+         * already: the details follow it without repeating it. */
+        if (!r.quiet && names_shown)
+            fprintf(stderr, "  %dx%d, seed %" PRIu64 "\n", want_w, want_h, seeds[i]);
+        else if (!r.quiet)
             fprintf(stderr, "wrote %s (%dx%d, seed %" PRIu64 ")\n", name, want_w, want_h, seeds[i]);
     }
     if (!r.quiet)

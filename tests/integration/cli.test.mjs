@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, MODEL, tempDir, cleanup, startServer } from './helpers.mjs';
 
@@ -157,3 +157,28 @@ test('the CLI takes prompts and guidance as the API does', async () => {
     cleanup(dir);
   }
 });
+
+test('the file generate writes is named once, also on a terminal and in scripts/run.sh',
+  { skip: !MODEL }, () => {
+    const dir = tempDir('ts-cli-');
+    try {
+      const out = join(dir, 'red-heart.png');
+      // `script` gives the command a terminal, as a person at a shell sees it.
+      const r = spawnSync('script', ['-qec', `"${BIN}" generate "a red heart" --seed 1 ` +
+        `-o "${out}" --model "${MODEL}" --steps 1`, '/dev/null'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.equal(count(r.stdout, out), 1, `named once on a terminal:\n${r.stdout}`);
+      assert.match(r.stdout, /16x16, seed 1|\d+x\d+, seed 1/);
+      // Piped, stdout has the name and stderr says what was written.
+      const piped = generate(dir, 'a red heart', '--seed', '1');
+      assert.equal(piped.stdout.trim(), join(dir, 'out.png'));
+      // The main script relies on generate's own line and adds none.
+      const runSh = readFileSync(new URL('../../scripts/run.sh', import.meta.url), 'utf8');
+      const mentions = runSh.split('\n').filter((l) => l.includes('out/red-heart.png') &&
+        !l.trimStart().startsWith('#'));
+      assert.equal(mentions.length, 1, `run.sh names the image only in the command:\n${mentions}`);
+      assert.match(mentions[0], /togethershot generate /);
+    } finally {
+      cleanup(dir);
+    }
+  });
