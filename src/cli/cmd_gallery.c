@@ -13,6 +13,12 @@
 
 #define PATH_BUF 4096
 
+/* The same picture gives the same descriptor, up to the gallery file's
+ * rounding (about 1e-6). A re-encoded copy may already be 0.2 away, as far
+ * as two photos of one person (0.2 to 0.5), so only the same picture counts
+ * as a duplicate. */
+#define SAME_PHOTO_DISTANCE 0.01f
+
 static void usage(FILE *to)
 {
     fprintf(to, "usage: togethershot gallery add --name NAME [--alias NICK]... [OPTIONS] PHOTO...\n"
@@ -140,15 +146,43 @@ static int do_add(const args *a, ts_gallery *g, const char *path)
         ok = describe_photo(m, a->rest[i], d[i]);
     ts_face_models_free(m);
 
+    /* A photo already in the gallery (or given twice) would only add a copy
+     * of a descriptor: it is skipped, with a word. */
+    int kept = 0;
+    for (int i = 0; ok && i < a->n_rest; i++) {
+        float dist;
+        int who = ts_gallery_match_face(g, d[i], SAME_PHOTO_DISTANCE, &dist);
+        int twice = 0;
+        for (int k = 0; k < kept && !twice; k++)
+            twice = ts_face_distance(d[i], d[k]) <= SAME_PHOTO_DISTANCE;
+        if (who >= 0 || twice) {
+            if (twice)
+                fprintf(stderr,
+                        "togethershot gallery: %s is the same photo as one before it; "
+                        "skipped\n",
+                        a->rest[i]);
+            else
+                fprintf(stderr,
+                        "togethershot gallery: %s is already in the gallery (a photo of \"%s\"); "
+                        "skipped\n",
+                        a->rest[i], g->persons[who].name);
+            continue;
+        }
+        memcpy(d[kept++], d[i], sizeof d[0]);
+    }
+
     int rc = TS_EXIT_FAILURE;
-    if (ok) {
+    if (ok && kept == 0) {
+        printf("nothing was added: every photo is already in %s\n", path);
+        rc = TS_EXIT_OK;
+    } else if (ok) {
         if (ts_gallery_add(g, a->name, a->aliases, a->n_aliases,
-                           (const float(*)[TS_FACE_DESCRIPTOR_DIM])d, a->n_rest, &err) != TS_OK ||
+                           (const float(*)[TS_FACE_DESCRIPTOR_DIM])d, kept, &err) != TS_OK ||
             ts_gallery_save(g, path, &err) != TS_OK) {
             fprintf(stderr, "togethershot gallery: %s\n", err.message);
         } else {
-            printf("added %d face descriptor%s for \"%s\" to %s\n", a->n_rest,
-                   a->n_rest == 1 ? "" : "s", a->name, path);
+            printf("added %d face descriptor%s for \"%s\" to %s\n", kept, kept == 1 ? "" : "s",
+                   a->name, path);
             rc = TS_EXIT_OK;
         }
     } else {
@@ -160,8 +194,10 @@ static int do_add(const args *a, ts_gallery *g, const char *path)
     return rc;
 }
 
-static int do_list(const ts_gallery *g)
+static int do_list(const ts_gallery *g, const char *path)
 {
+    if (g->count == 0)
+        printf("the gallery %s is empty; add people with 'togethershot gallery add'\n", path);
     for (int i = 0; i < g->count; i++) {
         const ts_gallery_person *p = &g->persons[i];
         printf("%s", p->name);
@@ -226,7 +262,7 @@ int ts_cli_gallery(int argc, char **argv)
     if (strcmp(a.action, "add") == 0)
         rc = do_add(&a, g, path);
     else if (strcmp(a.action, "list") == 0)
-        rc = a.n_rest ? TS_EXIT_USAGE : do_list(g);
+        rc = a.n_rest ? TS_EXIT_USAGE : do_list(g, path);
     else
         rc = do_remove(&a, g, path);
     if (rc == TS_EXIT_USAGE && strcmp(a.action, "list") == 0)

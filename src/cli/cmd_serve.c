@@ -352,7 +352,10 @@ int ts_cli_serve(int argc, char **argv)
     for (;;) {
         struct pollfd pfd = {.fd = stop_pipe[0], .events = POLLIN};
         int ready = poll(&pfd, 1, portrait ? 2000 : -1);
-        if (ready < 0 && errno != EINTR)
+        if (ready < 0 && errno == EINTR)
+            continue; /* a signal's byte is in the pipe: the next poll reads it. Looking at
+                       * the gallery here too would reload it twice for one SIGHUP. */
+        if (ready < 0)
             break;
         if (ready > 0) {
             ssize_t got = read(stop_pipe[0], &sig, 1);

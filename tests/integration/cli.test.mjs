@@ -4,7 +4,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { BIN, MODEL, tempDir, cleanup, startServer } from './helpers.mjs';
 
@@ -178,6 +179,65 @@ test('the file generate writes is named once, also on a terminal and in scripts/
         !l.trimStart().startsWith('#'));
       assert.equal(mentions.length, 1, `run.sh names the image only in the command:\n${mentions}`);
       assert.match(mentions[0], /togethershot generate /);
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+const FACE_MODELS = process.env.TOGETHERSHOT_FACE_MODELS ||
+  fileURLToPath(new URL('../../models/face', import.meta.url));
+const VISION = fileURLToPath(new URL('../fixtures/vision', import.meta.url));
+
+// One face cut from a fixture photo with ImageMagick (scripts/setup.sh installs it).
+function face(geometry, out) {
+  const r = spawnSync('convert', [join(VISION, 'group3.webp'), '-crop', geometry, '+repage', out]);
+  assert.equal(r.status, 0, `convert: ${r.stderr}`);
+  return out;
+}
+
+test('gallery: an empty list says so, the same photo is not stored twice, one reload per change',
+  { skip: !existsSync(join(FACE_MODELS, 'ssd_mobilenetv1_model.bin')) }, async () => {
+    const dir = tempDir('ts-cli-');
+    const file = join(dir, 'gallery.json');
+    const gallery = (...args) => run(['gallery', args[0], '--gallery', file, '--models',
+      FACE_MODELS, ...args.slice(1)]);
+    try {
+      const empty = gallery('list');
+      assert.equal(empty.status, 0);
+      assert.equal(empty.stdout, `the gallery ${file} is empty; add people with ` +
+        "'togethershot gallery add'\n");
+
+      const a = face('150x200+60+40', join(dir, 'a.png'));
+      const b = face('150x200+360+10', join(dir, 'b.png'));
+      assert.match(gallery('add', '--name', 'Person A', a).stdout, /added 1 face descriptor/);
+      const again = gallery('add', '--name', 'Person A', a);
+      assert.equal(again.status, 0, again.stderr);
+      assert.match(again.stderr, /a\.png is already in the gallery \(a photo of "Person A"\); skipped/);
+      assert.match(again.stdout, /^nothing was added: every photo is already in /);
+      const twice = gallery('add', '--name', 'Person B', b, b);
+      assert.equal(twice.status, 0, twice.stderr);
+      assert.match(twice.stderr, /b\.png is the same photo as one before it; skipped/);
+      assert.match(twice.stdout, /added 1 face descriptor for "Person B"/);
+      const list = gallery('list').stdout;
+      assert.match(list, /^Person A {2}1 descriptor$/m);
+      assert.match(list, /^Person B {2}1 descriptor$/m);
+
+      // A change followed by SIGHUP (what the docs tell operators to do) is
+      // one reload, logged once.
+      const srv = await startServer({ dataDir: join(dir, 'data'), args: ['--portrait-check',
+        '--gallery', file, '--face-models', FACE_MODELS] });
+      try {
+        const loaded = (l) => /portrait gallery loaded/.test(l);
+        assert.equal(srv.logs.filter(loaded).length, 1);
+        assert.match(gallery('remove', 'Person B').stdout, /removed/);
+        srv.child.kill('SIGHUP');
+        await new Promise((r) => setTimeout(r, 5000)); // two of the 2 s file checks
+        const after = srv.logs.filter(loaded);
+        assert.equal(after.length, 2, `one reload for one change:\n${after.join('\n')}`);
+        assert.match(after[1], /protected persons: 1$/);
+      } finally {
+        await srv.stop();
+      }
     } finally {
       cleanup(dir);
     }
