@@ -29,11 +29,12 @@ struct ts_clip {
     ts_nn_norm final_ln;
     ts_dnnl *dnnl;
     ts_arena *arena;
+    int own_scratch; /* 1: dnnl and arena are this network's own */
     uint64_t last_flops;
 };
 
 ts_status ts_clip_create(const ts_clip_config *cfg, ts_weights *w, const char *prefix,
-                         ts_clip **out, ts_error *err)
+                         ts_nn_scratch *scratch, ts_clip **out, ts_error *err)
 {
     ts_status s = ts_clip_config_check(cfg, err);
     if (s != TS_OK)
@@ -49,8 +50,8 @@ ts_status ts_clip_create(const ts_clip_config *cfg, ts_weights *w, const char *p
         s = ts_error_set(err, TS_ERR_NOMEM, "out of memory creating the text encoder");
         goto fail;
     }
-    if ((s = ts_dnnl_create(1, &c->dnnl, err)) != TS_OK ||
-        (s = ts_arena_create((size_t)256 << 20, &c->arena, err)) != TS_OK)
+    if ((s = ts_nn_scratch_attach(scratch, (size_t)256 << 20, &c->dnnl, &c->arena, &c->own_scratch,
+                                  err)) != TS_OK)
         goto fail;
     ld.dnnl = c->dnnl;
 
@@ -101,8 +102,7 @@ void ts_clip_destroy(ts_clip *c)
     if (!c)
         return;
     free(c->layers);
-    ts_arena_destroy(c->arena);
-    ts_dnnl_destroy(c->dnnl);
+    ts_nn_scratch_detach(c->own_scratch, c->dnnl, c->arena);
     free(c);
 }
 

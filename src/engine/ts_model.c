@@ -335,15 +335,20 @@ ts_status ts_model_load(const char *path, const ts_model_options *opts, ts_model
         goto fail;
     fill_info(m);
 
-    if ((st = ts_clip_create(&m->clip_cfg, m->weights, "text_encoder.", &m->clip, err)) != TS_OK) {
+    /* One scratch for the three networks: they never run at the same time. */
+    if ((st = ts_nn_scratch_create(&m->scratch, err)) != TS_OK)
+        goto fail;
+    if ((st = ts_clip_create(&m->clip_cfg, m->weights, "text_encoder.", m->scratch, &m->clip,
+                             err)) != TS_OK) {
         ts_error_wrap(err, "text encoder");
         goto fail;
     }
-    if ((st = ts_unet_create(&m->unet_cfg, m->weights, "unet.", &m->unet, err)) != TS_OK) {
+    if ((st = ts_unet_create(&m->unet_cfg, m->weights, "unet.", m->scratch, &m->unet, err)) !=
+        TS_OK) {
         ts_error_wrap(err, "unet");
         goto fail;
     }
-    if ((st = ts_vae_create(&m->vae_cfg, m->weights, "vae.", &m->vae, err)) != TS_OK) {
+    if ((st = ts_vae_create(&m->vae_cfg, m->weights, "vae.", m->scratch, &m->vae, err)) != TS_OK) {
         ts_error_wrap(err, "vae");
         goto fail;
     }
@@ -365,6 +370,7 @@ void ts_model_destroy(ts_model *m)
     ts_vae_destroy(m->vae);
     ts_unet_destroy(m->unet);
     ts_clip_destroy(m->clip);
+    ts_nn_scratch_destroy(m->scratch);
     ts_weights_destroy(m->weights);
     ts_tokenizer_destroy(m->tok);
     free(m);

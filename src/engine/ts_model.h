@@ -34,6 +34,7 @@ struct ts_model {
     ts_model_info info;
     ts_model_options opts;
     ts_weights *weights;
+    ts_nn_scratch *scratch; /* shared by clip, unet and vae */
     ts_tokenizer *tok;
     ts_clip_config clip_cfg;
     ts_unet_config unet_cfg;

@@ -8,8 +8,8 @@
  *
  * Layout conventions: tensors are plain row-major float arrays, images and
  * latents in (B, C, H, W), token sequences in (B, T, D). Callers own every
- * buffer they pass; the networks keep scratch memory of their own between
- * calls and release it in their destroy function.
+ * buffer they pass; the networks keep scratch memory between calls (their
+ * own, or a ts_nn_scratch shared by the networks of one model).
  */
 #ifndef TS_MODELS_H
 #define TS_MODELS_H
@@ -76,12 +76,26 @@ typedef struct ts_vae_config {
     int mid_attention;       /* 1 for SD: the mid block has self-attention */
 } ts_vae_config;
 
+/* -------------------------------------------------------------- scratch */
+
+/* Scratch memory shared by the networks of one model: one oneDNN context
+ * (primitive cache, blocked-activation and widened-weight buffers) and one
+ * arena. The pipeline runs one network at a time, so a model holds the
+ * largest network's scratch (the VAE decode's, about 1.2 GiB at 512x512)
+ * instead of the sum, and keeps it for the next image. Passing NULL to a
+ * create function gives that network scratch of its own (tests).
+ * Destroy it after every network that uses it. */
+typedef struct ts_nn_scratch ts_nn_scratch;
+
+ts_status ts_nn_scratch_create(ts_nn_scratch **out, ts_error *err);
+void ts_nn_scratch_destroy(ts_nn_scratch *scratch);
+
 /* --------------------------------------------------------- text encoder */
 
 /* Builds the encoder from weights (names as in diffusers' CLIPTextModel,
  * "text_model.*"; the loader maps other layouts onto these names). */
 ts_status ts_clip_create(const ts_clip_config *cfg, ts_weights *w, const char *prefix,
-                         ts_clip **out, ts_error *err);
+                         ts_nn_scratch *scratch, ts_clip **out, ts_error *err);
 void ts_clip_destroy(ts_clip *clip);
 
 /* ids: (T) token ids, T == cfg->max_positions. out: (T, hidden).
@@ -93,7 +107,7 @@ ts_status ts_clip_encode(ts_clip *clip, const int32_t *ids, int clip_skip, float
 /* ----------------------------------------------------------------- UNet */
 
 ts_status ts_unet_create(const ts_unet_config *cfg, ts_weights *w, const char *prefix,
-                         ts_unet **out, ts_error *err);
+                         ts_nn_scratch *scratch, ts_unet **out, ts_error *err);
 void ts_unet_destroy(ts_unet *unet);
 
 /* x: (B, in_channels, h, w) latents; timestep: one value for the batch;
@@ -109,8 +123,8 @@ ts_status ts_unet_forward_t(ts_unet *unet, const float *x, int batch, int h, int
 
 /* ------------------------------------------------------------------ VAE */
 
-ts_status ts_vae_create(const ts_vae_config *cfg, ts_weights *w, const char *prefix, ts_vae **out,
-                        ts_error *err);
+ts_status ts_vae_create(const ts_vae_config *cfg, ts_weights *w, const char *prefix,
+                        ts_nn_scratch *scratch, ts_vae **out, ts_error *err);
 void ts_vae_destroy(ts_vae *vae);
 
 /* latent: (1, latent_channels, h, w) already divided by scaling_factor;
@@ -130,8 +144,8 @@ uint64_t ts_clip_last_flops(const ts_clip *clip);
 uint64_t ts_unet_last_flops(const ts_unet *unet);
 uint64_t ts_vae_last_flops(const ts_vae *vae);
 
-/* Bytes of scratch memory each network holds between calls (the VAE frees
- * its scratch after every call, so it reports 0). */
+/* Bytes of arena scratch each network holds between calls (networks that
+ * share a ts_nn_scratch report the same, shared arena). */
 size_t ts_unet_scratch_bytes(const ts_unet *unet);
 size_t ts_vae_scratch_bytes(const ts_vae *vae);
 

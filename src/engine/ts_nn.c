@@ -17,6 +17,69 @@ void ts_nn_loader_free(ts_nn_loader *ld)
     ld->staging_n = 0;
 }
 
+/* ------------------------------------------------------------ scratch */
+
+/* The largest arena a shared scratch may grow to: the VAE's bound, the
+ * largest of the three networks. */
+#define SHARED_ARENA_MAX ((size_t)12 << 30)
+
+struct ts_nn_scratch {
+    ts_dnnl *dnnl;
+    ts_arena *arena;
+};
+
+ts_status ts_nn_scratch_create(ts_nn_scratch **out, ts_error *err)
+{
+    ts_nn_scratch *sc = calloc(1, sizeof(*sc));
+    if (!sc)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory creating scratch memory");
+    ts_status s = ts_dnnl_create(1, &sc->dnnl, err);
+    if (s == TS_OK)
+        s = ts_arena_create(SHARED_ARENA_MAX, &sc->arena, err);
+    if (s != TS_OK) {
+        ts_nn_scratch_destroy(sc);
+        return s;
+    }
+    *out = sc;
+    return TS_OK;
+}
+
+void ts_nn_scratch_destroy(ts_nn_scratch *sc)
+{
+    if (!sc)
+        return;
+    ts_arena_destroy(sc->arena);
+    ts_dnnl_destroy(sc->dnnl);
+    free(sc);
+}
+
+ts_status ts_nn_scratch_attach(ts_nn_scratch *shared, size_t own_arena_max, ts_dnnl **dnnl,
+                               ts_arena **arena, int *owned, ts_error *err)
+{
+    *dnnl = NULL;
+    *arena = NULL;
+    *owned = shared == NULL;
+    if (shared) {
+        *dnnl = shared->dnnl;
+        *arena = shared->arena;
+        return TS_OK;
+    }
+    ts_status s = ts_dnnl_create(1, dnnl, err);
+    if (s == TS_OK)
+        s = ts_arena_create(own_arena_max, arena, err);
+    return s; /* on failure the caller's destroy detaches what was made */
+}
+
+void ts_nn_scratch_detach(int owned, ts_dnnl *dnnl, ts_arena *arena)
+{
+    if (!owned)
+        return;
+    ts_arena_destroy(arena);
+    ts_dnnl_destroy(dnnl);
+}
+
+/* ------------------------------------------------------------ names */
+
 void ts_nn_name(const ts_nn_loader *ld, char *buf, const char *fmt, ...)
 {
     int n = snprintf(buf, TS_NN_NAME_MAX, "%s", ld->prefix ? ld->prefix : "");

@@ -61,6 +61,14 @@ typedef struct ts_nn_run {
 
 void ts_nn_loader_free(ts_nn_loader *ld);
 
+/* A network's oneDNN context and arena: those of shared, or, when shared is
+ * NULL, new ones (*owned = 1, arena limited to own_arena_max bytes). */
+ts_status ts_nn_scratch_attach(ts_nn_scratch *shared, size_t own_arena_max, ts_dnnl **dnnl,
+                               ts_arena **arena, int *owned, ts_error *err);
+
+/* Releases what attach made when owned; shared scratch stays. */
+void ts_nn_scratch_detach(int owned, ts_dnnl *dnnl, ts_arena *arena);
+
 /* prefix + name; names longer than TS_NN_NAME_MAX are a bug of ours. */
 void ts_nn_name(const ts_nn_loader *ld, char *buf, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

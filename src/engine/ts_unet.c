@@ -61,6 +61,7 @@ struct ts_unet {
     transformer mid_attn;
     ts_dnnl *dnnl;
     ts_arena *arena;
+    int own_scratch; /* 1: dnnl and arena are this network's own */
     uint64_t last_flops;
 };
 
@@ -118,7 +119,7 @@ static void level_free(level *lv)
 }
 
 ts_status ts_unet_create(const ts_unet_config *cfg, ts_weights *w, const char *prefix,
-                         ts_unet **out, ts_error *err)
+                         ts_nn_scratch *scratch, ts_unet **out, ts_error *err)
 {
     ts_status s = ts_unet_config_check(cfg, err);
     if (s != TS_OK)
@@ -133,8 +134,8 @@ ts_status ts_unet_create(const ts_unet_config *cfg, ts_weights *w, const char *p
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory creating the UNet");
     u->cfg = *cfg;
     ts_nn_loader ld = {.w = w, .prefix = prefix, .err = err};
-    if ((s = ts_dnnl_create(1, &u->dnnl, err)) != TS_OK ||
-        (s = ts_arena_create((size_t)8 << 30, &u->arena, err)) != TS_OK)
+    if ((s = ts_nn_scratch_attach(scratch, (size_t)8 << 30, &u->dnnl, &u->arena, &u->own_scratch,
+                                  err)) != TS_OK)
         goto fail;
     ld.dnnl = u->dnnl;
 
@@ -237,8 +238,7 @@ void ts_unet_destroy(ts_unet *u)
     ts_nn_resnet_free(&u->mid_res[1]);
     ts_conv2d_free(&u->conv_in);
     ts_conv2d_free(&u->conv_out);
-    ts_arena_destroy(u->arena);
-    ts_dnnl_destroy(u->dnnl);
+    ts_nn_scratch_detach(u->own_scratch, u->dnnl, u->arena);
     free(u);
 }
 

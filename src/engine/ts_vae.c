@@ -54,6 +54,7 @@ struct ts_vae {
     ts_conv2d quant_conv, post_quant_conv;
     ts_dnnl *dnnl;
     ts_arena *arena;
+    int own_scratch; /* 1: dnnl and arena are this network's own */
     uint64_t last_flops;
 };
 
@@ -188,8 +189,8 @@ static ts_status decoder_load(ts_nn_loader *ld, const ts_vae_config *cfg, vae_co
     return TS_OK;
 }
 
-ts_status ts_vae_create(const ts_vae_config *cfg, ts_weights *w, const char *prefix, ts_vae **out,
-                        ts_error *err)
+ts_status ts_vae_create(const ts_vae_config *cfg, ts_weights *w, const char *prefix,
+                        ts_nn_scratch *scratch, ts_vae **out, ts_error *err)
 {
     ts_status s = ts_vae_config_check(cfg, err);
     if (s != TS_OK)
@@ -202,8 +203,8 @@ ts_status ts_vae_create(const ts_vae_config *cfg, ts_weights *w, const char *pre
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory creating the VAE");
     v->cfg = *cfg;
     ts_nn_loader ld = {.w = w, .prefix = prefix, .err = err};
-    if ((s = ts_dnnl_create(1, &v->dnnl, err)) != TS_OK ||
-        (s = ts_arena_create((size_t)12 << 30, &v->arena, err)) != TS_OK)
+    if ((s = ts_nn_scratch_attach(scratch, (size_t)12 << 30, &v->dnnl, &v->arena, &v->own_scratch,
+                                  err)) != TS_OK)
         goto fail;
     ld.dnnl = v->dnnl;
     int lc = cfg->latent_channels;
@@ -245,8 +246,7 @@ void ts_vae_destroy(ts_vae *v)
     coder_free(&v->dec);
     ts_conv2d_free(&v->quant_conv);
     ts_conv2d_free(&v->post_quant_conv);
-    ts_arena_destroy(v->arena);
-    ts_dnnl_destroy(v->dnnl);
+    ts_nn_scratch_detach(v->own_scratch, v->dnnl, v->arena);
     free(v);
 }
 
@@ -285,15 +285,6 @@ static ts_status mid_forward(ts_nn_run *run, const vae_mid *m, const float *x, i
     if (m->has_attn && (s = attn_forward(run, &m->attn, tmp, c, h, w, groups)))
         return s;
     return ts_nn_resnet_forward(run, &m->res[1], tmp, 1, h, w, NULL, y);
-}
-
-/* The VAE runs once or twice per image with the largest activations of the
- * model (about 1.2 GiB of scratch at 512x512); holding that between images
- * would cost more memory than re-allocating it costs time. */
-static void vae_trim(ts_vae *v)
-{
-    ts_arena_trim(v->arena);
-    ts_dnnl_trim(v->dnnl);
 }
 
 /* Largest activation between blocks at full size h x w (see ts_unet.c). */
@@ -383,7 +374,6 @@ ts_status ts_vae_decode(ts_vae *v, const float *latent, int h, int w, float *out
     v->last_flops = ts_dnnl_flops(v->dnnl);
 done:
     ts_arena_restore(v->arena, m0);
-    vae_trim(v);
     return s;
 }
 
@@ -467,7 +457,6 @@ ts_status ts_vae_encode(ts_vae *v, const float *image, int height, int width, fl
     v->last_flops = ts_dnnl_flops(v->dnnl);
 done:
     ts_arena_restore(v->arena, m0);
-    vae_trim(v);
     return s;
 }
 

@@ -114,7 +114,7 @@ static void check_clip(const model *m, const char *gold)
     snprintf(p, sizeof(p), "%s/golden/%s", root, gold);
     TS_CHECK_INT_EQ(ts_safetensors_open(p, &g, &err), TS_OK);
     ts_clip *clip;
-    if (ts_clip_create(&m->cc, m->w, m->pc, &clip, &err) != TS_OK) {
+    if (ts_clip_create(&m->cc, m->w, m->pc, NULL, &clip, &err) != TS_OK) {
         fprintf(stderr, "%s: %s\n", m->label, err.message);
         TS_CHECK(0);
         ts_safetensors_close(g);
@@ -166,7 +166,7 @@ static void check_unet(const model *m, const char *gold)
     snprintf(p, sizeof(p), "%s/golden/%s", root, gold);
     TS_CHECK_INT_EQ(ts_safetensors_open(p, &g, &err), TS_OK);
     ts_unet *unet;
-    if (ts_unet_create(&m->uc, m->w, m->pu, &unet, &err) != TS_OK) {
+    if (ts_unet_create(&m->uc, m->w, m->pu, NULL, &unet, &err) != TS_OK) {
         fprintf(stderr, "%s: %s\n", m->label, err.message);
         TS_CHECK(0);
         ts_safetensors_close(g);
@@ -209,7 +209,7 @@ static void check_vae(const model *m, const char *gold)
     snprintf(p, sizeof(p), "%s/golden/%s", root, gold);
     TS_CHECK_INT_EQ(ts_safetensors_open(p, &g, &err), TS_OK);
     ts_vae *vae;
-    if (ts_vae_create(&m->vc, m->w, m->pv, &vae, &err) != TS_OK) {
+    if (ts_vae_create(&m->vc, m->w, m->pv, NULL, &vae, &err) != TS_OK) {
         fprintf(stderr, "%s: %s\n", m->label, err.message);
         TS_CHECK(0);
         ts_safetensors_close(g);
