@@ -12,7 +12,10 @@
  *
  * Both image routes are synchronous, as OpenAI's are: the request is parked
  * (no thread waits) until its job ends, then answers
- *   {"created": T, "data": [{"b64_json": "..."} | {"url": "..."}], ...}
+ *   {"created": T, "data": [{"b64_json": "..."} | {"url": "..."}],
+ *    "output_format": "png", "size": "512x512",          (OpenAI's fields)
+ *    "native_size": "64x64", "upscaled": true}           (ours; docs/API.md)
+ * A "model" field, when sent, must be the id GET /v1/models lists.
  * A url is the native download address with the job's capability token in
  * its query, valid until retention. With b64_json the images are in the
  * answer, so the job is destroyed as soon as the answer is queued.
