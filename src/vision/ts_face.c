@@ -81,9 +81,10 @@ static void axis_taps(int size, int side, double ratio, int off, int len, taps *
  * does: pad the crop with zeros to a square (centred, or at the end), then
  * resample the square with TF's legacy bilinear rule, then normalise. The
  * padded square is never built: each tap reads the image or a zero. Rows
- * that fall wholly in the padding below the picture are one value
- * repeated: they are filled once and marked as repeated rows of x (see
- * ts_fmap), which the detector's convolutions then skip. */
+ * below the picture and columns right of it that fall wholly in the
+ * padding are one value repeated: they are filled by copying and marked as
+ * repeated in x (see ts_fmap), so the detector's convolutions skip most of
+ * them. */
 static ts_status sample_square(const ts_image *img, int cx, int cy, int cw, int ch, int centred,
                                int size, norm_kind norm, ts_fmap *x, ts_error *err)
 {
@@ -109,10 +110,13 @@ static ts_status sample_square(const ts_image *img, int cx, int cy, int cw, int 
     for (int k = 0; k < 3; k++)
         zero[k] = norm == NORM_SSD ? 0.0f / 127.5f - 1.0f : (0.0f - mean[k]) / 255.0f;
 
-    /* The run of rows at the bottom whose taps both lie in the padding. */
-    int blank_from = size;
+    /* The runs of rows at the bottom and of columns at the right whose taps
+     * both lie in the padding. */
+    int blank_from = size, blank_col_from = size;
     while (blank_from > 0 && ty[blank_from - 1].t0 < 0 && ty[blank_from - 1].t1 < 0)
         blank_from--;
+    while (blank_col_from > 0 && tx[blank_col_from - 1].t0 < 0 && tx[blank_col_from - 1].t1 < 0)
+        blank_col_from--;
     int last = blank_from < size ? blank_from + 1 : size; /* rows computed */
 
     size_t stride = (size_t)img->width * 3;
@@ -150,6 +154,10 @@ static ts_status sample_square(const ts_image *img, int cx, int cy, int cw, int 
     if (size - blank_from >= 2) {
         x->rep_from = blank_from;
         x->rep_to = size;
+    }
+    if (size - blank_col_from >= 2) {
+        x->rep_col_from = blank_col_from;
+        x->rep_col_to = size;
     }
     free(tx);
     return TS_OK;

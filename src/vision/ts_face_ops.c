@@ -26,6 +26,7 @@ ts_status ts_fmap_alloc(ts_fmap *m, int h, int w, int c, ts_error *err)
     m->w = w;
     m->c = c;
     m->rep_from = m->rep_to = 0;
+    m->rep_col_from = m->rep_col_to = 0;
     return TS_OK;
 }
 
@@ -56,22 +57,34 @@ int ts_face_out_size(int in, int k, int stride, ts_face_pad pad, int *pad_before
 
 /* ---------------------------------------------------------------- repeated rows */
 
-/* The rows of a layer's output that repeat: those whose window (kh rows from
- * oy * stride - pad_top) lies wholly inside x's repeated rows, so that every
- * one of them sees the same input. */
-static void out_repeat(const ts_fmap *x, int kh, int stride, int pad_top, int oh, ts_fmap *y)
+/* Along one axis: the output positions whose window (k inputs from
+ * o * stride - pad) lies wholly inside the repeated span [from, to) of an
+ * axis of n_in inputs, so that every one of them sees the same input.
+ * Returns the span [*lo, *hi) when it holds at least two positions. */
+static int repeat_span(int from, int to, int n_in, int k, int stride, int pad, int n_out, int *lo,
+                       int *hi)
 {
-    y->rep_from = y->rep_to = 0;
-    if (x->rep_to - x->rep_from < kh || x->rep_from < 0 || x->rep_to > x->h)
-        return;
-    int lo = (x->rep_from + pad_top + stride - 1) / stride;
-    int hi = (x->rep_to - kh + pad_top) / stride + 1;
-    if (hi > oh)
-        hi = oh;
-    if (hi - lo < 2)
-        return;
-    y->rep_from = lo;
-    y->rep_to = hi;
+    *lo = *hi = 0;
+    if (to - from < k || from < 0 || to > n_in)
+        return 0;
+    int l = (from + pad + stride - 1) / stride;
+    int h = (to - k + pad) / stride + 1;
+    if (h > n_out)
+        h = n_out;
+    if (h - l < 2)
+        return 0;
+    *lo = l;
+    *hi = h;
+    return 1;
+}
+
+/* Marks the rows and columns of a layer's output y that repeat. */
+static void out_repeat(const ts_fmap *x, int kh, int kw, int stride, int pad_top, int pad_left,
+                       ts_fmap *y)
+{
+    repeat_span(x->rep_from, x->rep_to, x->h, kh, stride, pad_top, y->h, &y->rep_from, &y->rep_to);
+    repeat_span(x->rep_col_from, x->rep_col_to, x->w, kw, stride, pad_left, y->w, &y->rep_col_from,
+                &y->rep_col_to);
 }
 
 /* The output rows a layer computes: all of them, or all but the repeated
@@ -331,8 +344,26 @@ static void chunk_rows(const chunk_job *j, float *buf, int oy0, int oy1)
                     j->pl, dw->mul, dw->add, (int)dw->act, buf, ow, oy, end);
         else
             im2col_rows(j, oy, end, buf);
-        gemm_rows(buf, j->k, 0, (end - oy) * ow, j->k, cv->cout, cv->packed, cv->mul, cv->add,
-                  (int)cv->act, j->y->data + (size_t)oy * ow * cv->cout, cv->cout);
+        float *out = j->y->data + (size_t)oy * ow * cv->cout;
+        int cf = j->y->rep_col_from, ct = j->y->rep_col_to;
+        if (ct - cf < 2) {
+            gemm_rows(buf, j->k, 0, (end - oy) * ow, j->k, cv->cout, cv->packed, cv->mul, cv->add,
+                      (int)cv->act, out, cv->cout);
+            continue;
+        }
+        /* Repeated columns: per row, the pixels before them and the first
+         * of them, then those after; the first copied over the rest. */
+        size_t px = (size_t)cv->cout;
+        for (int r = 0; r < end - oy; r++) {
+            gemm_rows(buf, j->k, r * ow, r * ow + cf + 1, j->k, cv->cout, cv->packed, cv->mul,
+                      cv->add, (int)cv->act, out, cv->cout);
+            if (ct < ow)
+                gemm_rows(buf, j->k, r * ow + ct, (r + 1) * ow, j->k, cv->cout, cv->packed, cv->mul,
+                          cv->add, (int)cv->act, out, cv->cout);
+            float *row = out + (size_t)r * ow * px;
+            for (int col = cf + 1; col < ct; col++)
+                memcpy(row + col * px, row + cf * px, px * sizeof(float));
+        }
     }
 }
 
@@ -411,7 +442,7 @@ ts_status ts_face_conv_forward(const ts_face_conv *cv, const ts_fmap *x, ts_fmap
     ts_status st = ts_fmap_alloc(y, oh, ow, cv->cout, err);
     if (st != TS_OK)
         return st;
-    out_repeat(x, cv->kh, cv->stride, pt, oh, y);
+    out_repeat(x, cv->kh, cv->kw, cv->stride, pt, pl, y);
 
     int k = cv->kh * cv->kw * cv->cin;
     if (cv->kh == 1 && cv->kw == 1 && cv->stride == 1) {
@@ -487,7 +518,7 @@ ts_status ts_face_dwconv_forward(const ts_face_dwconv *dw, const ts_fmap *x, ts_
     ts_status st = ts_fmap_alloc(y, oh, ow, dw->c, err);
     if (st != TS_OK)
         return st;
-    out_repeat(x, dw->kh, dw->stride, pt, oh, y);
+    out_repeat(x, dw->kh, dw->kw, dw->stride, pt, pl, y);
     int range[2][2];
     int nranges = out_ranges(y, range);
     for (int r = 0; r < nranges; r++) {
@@ -515,7 +546,7 @@ ts_status ts_face_sepconv_forward(const ts_face_dwconv *dw, const ts_face_conv *
     ts_status st = ts_fmap_alloc(y, oh, ow, pw->cout, err);
     if (st != TS_OK)
         return st;
-    out_repeat(x, dw->kh, dw->stride, pt, oh, y);
+    out_repeat(x, dw->kh, dw->kw, dw->stride, pt, pl, y);
     chunk_job j = {.x = x, .y = y, .dw = dw, .cv = pw, .pt = pt, .pl = pl, .k = x->c};
     return chunk_run(&j, threads, err);
 }

@@ -34,17 +34,20 @@
 /* (h, w, c), c fastest. data is owned by the map; release with ts_fmap_free,
  * which zeroes it (activations are derived from users' pictures).
  *
- * Repeated rows: when rep_to - rep_from >= 2, rows [rep_from, rep_to) all
- * hold the same values, bit for bit (the zero padding under a landscape
- * photo in the detector's square input). The convolutions below then
- * compute one of those rows and copy it, and mark the rows of their output
- * that repeat in turn: the same result as computing every row, for less
- * work. ts_fmap_alloc sets no repeated rows; whoever fills a map may set
- * them, and must then make them true. */
+ * Repeated rows and columns: when rep_to - rep_from >= 2, rows [rep_from,
+ * rep_to) all hold the same values, bit for bit (the zero padding under a
+ * landscape photo in the detector's square input); when rep_col_to -
+ * rep_col_from >= 2, so do columns [rep_col_from, rep_col_to) within each
+ * row (the padding right of a portrait photo). The convolutions below then
+ * compute one of those rows or columns and copy it, and mark the rows and
+ * columns of their output that repeat in turn: the same result as computing
+ * everything, for less work. ts_fmap_alloc marks nothing; whoever fills a
+ * map may mark it, and must then make the marks true. */
 typedef struct ts_fmap {
     int h, w, c;
     float *data;
-    int rep_from, rep_to;
+    int rep_from, rep_to;         /* repeated rows */
+    int rep_col_from, rep_col_to; /* repeated columns */
 } ts_fmap;
 
 ts_status ts_fmap_alloc(ts_fmap *m, int h, int w, int c, ts_error *err);

@@ -234,28 +234,50 @@ static void test_separable(void)
 
 /* ---------------------------------------------------------------- repeated rows */
 
-/* A map whose rows [from, h) are copies of row `from`, marked or not. */
-static void map_with_repeats(ts_fmap *m, int h, int w, int c, int from, int mark)
+/* A map whose columns [col_from, w) are copies of column col_from in each
+ * row, and whose rows [from, h) are copies of row `from`, marked or not
+ * (from = h, col_from = w: none). */
+static void map_with_repeats(ts_fmap *m, int h, int w, int c, int from, int col_from, int mark)
 {
     unsigned saved = rng_state;
     random_map(m, h, w, c);
     rng_state = saved; /* the marked and unmarked maps hold the same values */
     size_t row = (size_t)w * c;
+    for (int r = 0; r < h; r++)
+        for (int col = col_from + 1; col < w; col++)
+            memcpy(m->data + r * row + (size_t)col * c, m->data + r * row + (size_t)col_from * c,
+                   (size_t)c * sizeof(float));
     for (int r = from + 1; r < h; r++)
         memcpy(m->data + (size_t)r * row, m->data + (size_t)from * row, row * sizeof(float));
     if (mark) {
         m->rep_from = from;
         m->rep_to = h;
+        m->rep_col_from = col_from;
+        m->rep_col_to = w;
     }
 }
 
+/* Output positions of a 3x3 SAME layer whose window lies in [from, n). */
+static void expected_span(int n, int from, int stride, int *lo, int *hi)
+{
+    int pad;
+    int out = ts_face_out_size(n, 3, stride, TS_FACE_PAD_SAME, &pad);
+    *lo = (from + pad + stride - 1) / stride;
+    *hi = (n - 3 + pad) / stride + 1;
+    if (*hi > out)
+        *hi = out;
+    if (*hi - *lo < 2)
+        *lo = *hi = 0;
+}
+
 /* Every convolution kind gives the same bits whether or not it knows that
- * rows repeat, and passes the knowledge on where its output rows repeat. */
-static void check_repeats(int h, int w, int c, int from, int threads)
+ * rows or columns repeat, and passes the knowledge on where its output's
+ * rows and columns repeat. */
+static void check_repeats(int h, int w, int c, int from, int col_from, int threads)
 {
     ts_fmap xm, xu;
-    map_with_repeats(&xm, h, w, c, from, 1);
-    map_with_repeats(&xu, h, w, c, from, 0);
+    map_with_repeats(&xm, h, w, c, from, col_from, 1);
+    map_with_repeats(&xu, h, w, c, from, col_from, 0);
     rng_state += 7;
 
     ts_face_conv cv3, cv1, cv7;
@@ -292,33 +314,30 @@ static void check_repeats(int h, int w, int c, int from, int threads)
         TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw, &pw, &xm, &sm, threads, NULL), TS_OK);
         TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw, &pw, &xu, &su, threads, NULL), TS_OK);
         TS_CHECK(same_bits(&sm, &su));
-        /* Output rows whose three input rows all lie in [from, h): from the
-         * first whose window starts at or after `from` to the last clear of
-         * the bottom padding. */
-        int pt;
-        ts_face_out_size(h, 3, stride, TS_FACE_PAD_SAME, &pt);
-        int lo = (from + pt + stride - 1) / stride, hi = (h - 3 + pt) / stride + 1;
-        if (hi > sm.h)
-            hi = sm.h;
-        if (hi - lo >= 2) {
-            TS_CHECK_INT_EQ(sm.rep_from, lo);
-            TS_CHECK_INT_EQ(sm.rep_to, hi);
-            TS_CHECK_INT_EQ(dm.rep_from, lo);
-            TS_CHECK_INT_EQ(dm.rep_to, hi);
+        /* Output rows (columns) whose three input rows (columns) all lie in
+         * the repeated span, up to the last one clear of the padding. */
+        int lo, hi, clo, chi;
+        expected_span(h, from, stride, &lo, &hi);
+        expected_span(w, col_from, stride, &clo, &chi);
+        TS_CHECK_INT_EQ(sm.rep_from, lo);
+        TS_CHECK_INT_EQ(sm.rep_to, hi);
+        TS_CHECK_INT_EQ(dm.rep_from, lo);
+        TS_CHECK_INT_EQ(dm.rep_to, hi);
+        TS_CHECK_INT_EQ(sm.rep_col_from, clo);
+        TS_CHECK_INT_EQ(sm.rep_col_to, chi);
+        if (hi - lo >= 2 || chi - clo >= 2) {
             /* And the marks carry on: a second pair over the marked output. */
             ts_face_dwconv dw2;
             ts_face_conv pw2;
             make_sep(&dw2, &pw2, 16, 8, 1, TS_FACE_ACT_RELU6, TS_FACE_ACT_RELU6);
             ts_fmap n2 = {0};
             TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw2, &pw2, &sm, &next, threads, NULL), TS_OK);
-            sm.rep_from = sm.rep_to = 0;
+            sm.rep_from = sm.rep_to = sm.rep_col_from = sm.rep_col_to = 0;
             TS_CHECK_INT_EQ(ts_face_sepconv_forward(&dw2, &pw2, &sm, &n2, threads, NULL), TS_OK);
             TS_CHECK(same_bits(&next, &n2));
             ts_fmap_free(&n2);
             ts_face_dwconv_free(&dw2);
             ts_face_conv_free(&pw2);
-        } else {
-            TS_CHECK(sm.rep_to == sm.rep_from);
         }
         ts_fmap_free(&dm);
         ts_fmap_free(&du);
@@ -334,10 +353,13 @@ static void check_repeats(int h, int w, int c, int from, int threads)
 
 static void test_repeated_rows(void)
 {
-    check_repeats(40, 23, 16, 24, 1); /* a long repeated run, odd width */
-    check_repeats(64, 64, 32, 40, 3); /* threaded, runs split between parts */
-    check_repeats(17, 9, 8, 14, 2);   /* too short a run to skip anything */
-    check_repeats(12, 12, 8, 0, 1);   /* the whole map one row repeated */
+    check_repeats(40, 23, 16, 24, 23, 1); /* a long run of rows, odd width */
+    check_repeats(64, 64, 32, 40, 64, 3); /* threaded, runs split between parts */
+    check_repeats(17, 9, 8, 14, 9, 2);    /* too short a run to skip anything */
+    check_repeats(12, 12, 8, 0, 12, 1);   /* the whole map one row repeated */
+    check_repeats(23, 40, 16, 23, 24, 1); /* a run of columns, odd height */
+    check_repeats(64, 64, 32, 64, 40, 3); /* columns, threaded */
+    check_repeats(30, 30, 8, 20, 18, 2);  /* both at once */
 }
 
 /* ---------------------------------------------------------------- depthwise + batch norm */
