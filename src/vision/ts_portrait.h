@@ -40,8 +40,11 @@
  *     (ts_names.h); a surname alone matches only if listed as an alias.
  *
  * Costs: the detector always runs at 512 x 512 whatever the photo size (a
- * 12-megapixel photo costs the same as a small one); landmarks and a
- * descriptor follow for each face, and are skipped when the gallery is empty.
+ * 12-megapixel photo costs the same as a small one; a 4:3 photo about a
+ * tenth less than a square one, as the padding rows or columns of the
+ * detector's square input are computed once and copied); landmarks and a
+ * descriptor follow for each face, and are skipped when the gallery is
+ * empty. Figures: docs/BENCHMARKS.md ("Portrait check").
  *
  * Files: models from opts.models_dir (default ts_portrait_default_models_dir),
  * the gallery from opts.gallery_path (default ts_portrait_default_gallery_path).
