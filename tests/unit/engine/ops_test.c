@@ -234,12 +234,14 @@ static void test_norms(void)
     free(x), free(y), free(yr), free(g), free(be);
 }
 
-/* Largest |a - b| relative to 1e-8 + 5e-7 |b| (a few ulp): above 1 fails. */
+/* Largest |a - b| relative to 1e-8 + 2e-6 |b|: above 1 fails. (A float sum
+ * of 4099 terms in order, as an unoptimised build does, reaches 6e-7; an exp
+ * polynomial with its x^4 coefficient 1% off reaches 3.5e-6.) */
 static double rel_err(const float *a, const float *b, size_t n)
 {
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - b[i]) / (1e-8 + 5e-7 * fabs((double)b[i]));
+        double e = fabs((double)a[i] - b[i]) / (1e-8 + 2e-6 * fabs((double)b[i]));
         if (!(e <= worst))
             worst = isnan(e) ? INFINITY : e;
     }
