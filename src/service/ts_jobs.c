@@ -1330,6 +1330,10 @@ static void fill_status(ts_jobs *jobs, const job *j, ts_job_status *st)
     st->seed = j->seed;
     st->created_ms = j->created_ms;
     st->expires_ms = j->expires_ms;
+    /* A running job's record and images live a retention past its end, so
+     * the earliest they can go is a retention from now. */
+    if (j->state == TS_JOB_RUNNING && st->expires_ms < ts_clock_now_ms() + jobs->retention_ms)
+        st->expires_ms = ts_clock_now_ms() + jobs->retention_ms;
     memcpy(st->output_format, j->output_format, sizeof st->output_format);
     memcpy(st->response_format, j->response_format, sizeof st->response_format);
     memcpy(st->message, j->message, sizeof st->message);

@@ -150,7 +150,9 @@ typedef struct ts_job_status {
     int native_height;
     uint64_t seed;      /* the seed of image 0; image i used seed + i */
     int64_t created_ms; /* program time (ts_clock_now_ms) */
-    int64_t expires_ms; /* when results and record disappear */
+    int64_t expires_ms; /* queued: when it fails if it has not started by then;
+                         * running: the earliest its results can go (now +
+                         * retention); final: when results and record go */
     char output_format[TS_JOB_FORMAT_MAX];
     char response_format[TS_JOB_FORMAT_MAX];
     char message[TS_JOB_MESSAGE_MAX]; /* failed/refused/cancelled: why, safe to show */

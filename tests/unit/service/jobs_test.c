@@ -760,6 +760,7 @@ static void test_expiry_while_queued(void)
     /* The running job goes on, finishes, and its result gets a retention. */
     TS_CHECK_INT_EQ(ts_jobs_status(jobs, t1.id, t1.token, &st, &err), TS_OK);
     TS_CHECK_INT_EQ(st.state, TS_JOB_RUNNING);
+    TS_CHECK(st.expires_ms >= ts_clock_now_ms() + 60 * 60000); /* not in the past */
     gate_set(-1);
     TS_CHECK_INT_EQ(wait_final(&t1), TS_JOB_DONE);
     TS_CHECK_INT_EQ(ts_jobs_status(jobs, t1.id, t1.token, &st, &err), TS_OK);
