@@ -40,9 +40,9 @@
  *     (ts_names.h); a surname alone matches only if listed as an alias.
  *
  * Costs: the detector always runs at 512 x 512 whatever the photo size (a
- * 12-megapixel photo costs the same as a small one; a 4:3 photo about a
- * tenth less than a square one, as the padding rows or columns of the
- * detector's square input are computed once and copied); landmarks and a
+ * 12-megapixel photo costs the same as a small one; a 4:3 photo about 5%
+ * less than a square one, as the padding rows or columns of the detector's
+ * square input are computed once and copied); landmarks and a
  * descriptor follow for each face, and are skipped when the gallery is
  * empty. Figures: docs/BENCHMARKS.md ("Portrait check").
  *
