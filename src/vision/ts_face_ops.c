@@ -409,7 +409,11 @@ static ts_status chunk_run(chunk_job *j, int threads, ts_error *err)
         j->chunk = oh;
     /* Below a few hundred thousand multiply-adds a thread costs more than it saves. */
     long macs = (long)j->total * ow * j->k * j->cv->cout;
-    j->parts = macs < 400000 || threads < 1 ? 1 : threads > j->total ? j->total : threads;
+    j->parts = macs < 400000 || threads < 1 ? 1 : threads;
+    if (j->parts > THREADS_MAX) /* one buffer per part: no more parts than threads run */
+        j->parts = THREADS_MAX;
+    if (j->parts > j->total)
+        j->parts = j->total;
     size_t nbuf = (size_t)j->parts * j->chunk * ow * j->k;
     j->bufs = malloc(nbuf * sizeof(float));
     if (!j->bufs) {
