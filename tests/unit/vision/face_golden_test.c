@@ -4,7 +4,8 @@
  * the same pixels: every reference face is found with box IoU >= 0.9, and
  * descriptors agree with cosine >= 0.99 - both end to end and when the net
  * is given the reference's own aligned crop. Landmarks are checked to lie
- * within 2% of the face size.
+ * within 2% of the face size. Last, the detector's skipping of the padding
+ * that squares a picture is held to the same picture framed in black.
  */
 #include <jansson.h>
 #include <math.h>
@@ -120,6 +121,72 @@ static void test_group4_two_threads(void)
     check_photo("group4.webp", 2);
 }
 
+/* ---------------------------------------------------------------- padding */
+
+/* The part (x, y, w, h) of src, alone (canvas 0) or at the top left of a
+ * canvas_w x canvas_h black picture. */
+static int cut(const ts_image *src, int x, int y, int w, int h, int canvas_w, int canvas_h,
+               ts_image *out)
+{
+    int cw = canvas_w ? canvas_w : w, ch = canvas_h ? canvas_h : h;
+    if (ts_image_alloc(out, cw, ch, NULL) != TS_OK)
+        return 0;
+    for (int r = 0; r < h; r++)
+        memcpy(out->pixels + (size_t)r * cw * 3,
+               src->pixels + ((size_t)(y + r) * src->width + x) * 3, (size_t)w * 3);
+    return 1;
+}
+
+/* The detector skips the padding that squares its input (computing one row
+ * or column of it per layer and copying it). Black pixels are zeros too,
+ * but inside the picture nothing is skipped: a cut-out must give the very
+ * detector output (scores bit for bit) of the same cut-out on a black canvas
+ * one pixel short of the square, and faces that agree within rounding (the
+ * boxes are scaled back by the picture's own size, rounded as face-api
+ * does, so they differ by a fraction of a pixel). */
+static void check_padding(int x, int y, int w, int h, int canvas_w, int canvas_h)
+{
+    ts_image photo = {0}, alone = {0}, framed = {0};
+    TS_CHECK(vision_load_webp("group4.webp", &photo));
+    if (!photo.pixels)
+        return;
+    TS_CHECK(cut(&photo, x, y, w, h, 0, 0, &alone));
+    TS_CHECK(cut(&photo, x, y, w, h, canvas_w, canvas_h, &framed));
+    ts_face a[TS_FACE_MAX], b[TS_FACE_MAX];
+    int na = 0, nb = 0;
+    ts_error err;
+    ts_face_options o = ts_face_options_default();
+    o.threads = 2;
+    TS_CHECK_INT_EQ(ts_face_detect(models, &alone, &o, a, TS_FACE_MAX, &na, &err), TS_OK);
+    TS_CHECK_INT_EQ(ts_face_detect(models, &framed, &o, b, TS_FACE_MAX, &nb, &err), TS_OK);
+    TS_CHECK(na >= 2);
+    TS_CHECK_INT_EQ(na, nb);
+    for (int i = 0; i < na && i < nb; i++) {
+        TS_CHECK(memcmp(&a[i].score, &b[i].score, sizeof a[i].score) == 0);
+        double box[4] = {b[i].box[0], b[i].box[1], b[i].box[2], b[i].box[3]};
+        TS_CHECK(iou(a[i].box, box) >= 0.98);
+        TS_CHECK(a[i].described && b[i].described);
+        double desc[TS_FACE_DESCRIPTOR_DIM];
+        for (int k = 0; k < TS_FACE_DESCRIPTOR_DIM; k++)
+            desc[k] = b[i].descriptor[k];
+        double c = cosine(a[i].descriptor, desc);
+        fprintf(stderr, "  %dx%d cut-out face %d: score %.6f, IoU %.4f, cosine %.6f\n", w, h, i,
+                a[i].score, iou(a[i].box, box), c);
+        TS_CHECK(c >= 0.99);
+    }
+    ts_face_wipe(a, na);
+    ts_face_wipe(b, nb);
+    ts_image_free(&alone);
+    ts_image_free(&framed);
+    free(photo.pixels);
+}
+
+static void test_padding_skipped_like_black_pixels(void)
+{
+    check_padding(140, 0, 200, 359, 358, 359); /* portrait: columns skipped */
+    check_padding(0, 40, 448, 200, 448, 447);  /* landscape: rows skipped */
+}
+
 int main(void)
 {
     ts_error err;
@@ -129,6 +196,7 @@ int main(void)
     }
     TS_RUN(test_group3);
     TS_RUN(test_group4_two_threads);
+    TS_RUN(test_padding_skipped_like_black_pixels);
     ts_face_models_free(models);
     return ts_test_finish();
 }
