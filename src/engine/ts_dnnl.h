@@ -3,8 +3,9 @@
  *
  * A ts_dnnl is one oneDNN engine and stream plus a cache of primitives keyed
  * by problem shape, so a network pays primitive creation once per shape (the
- * first denoising step) and never again. Each network owns one; it is used by
- * one thread at a time. oneDNN parallelises each primitive with OpenMP.
+ * first denoising step) and never again. The networks of a model share one
+ * (ts_nn_scratch); it is used by one thread at a time. oneDNN parallelises
+ * each primitive with OpenMP.
  *
  * Convolution kernels are reordered once, at load, into the blocked layout
  * oneDNN prefers for this CPU; activations stay plain (B, C, H, W) between

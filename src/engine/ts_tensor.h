@@ -1,10 +1,10 @@
 /*
  * ts_tensor.h - scratch memory for the networks: a bounded stack arena.
  *
- * Every network keeps one arena and reuses it across calls. A block function
- * allocates its temporaries after a mark and releases them on return, so the
- * memory in use at any time is the live set of one path through the network,
- * not the sum over all blocks:
+ * The networks of a model share one arena and reuse it across calls. A block
+ * function allocates its temporaries after a mark and releases them on
+ * return, so the memory in use at any time is the live set of one path
+ * through the network, not the sum over all blocks:
  *
  *     ts_arena_mark m = ts_arena_save(a);
  *     float *h = ts_arena_floats(a, (size_t)C * H * W, err);   // (C, H, W)
@@ -16,7 +16,7 @@
  * past that ts_arena_floats returns NULL with TS_ERR_LIMIT. Chunks are kept
  * for the next call; ts_arena_destroy frees them.
  *
- * Not thread-safe: one arena per network, one caller at a time.
+ * Not thread-safe: one caller at a time.
  */
 #ifndef TS_TENSOR_H
 #define TS_TENSOR_H
