@@ -80,7 +80,8 @@ ts_status ts_weights_get_f32(ts_weights *w, const char *name, int ndim, const in
  * mapping (any alignment; widen them with ts_half_to_f32), f32 tensors are
  * given as from ts_weights_get_f32. The pointer stays valid until
  * ts_weights_destroy. Lets networks keep half-precision weights at half the
- * memory of f32 copies. */
+ * memory of f32 copies; the mapped pages they read count in the process's
+ * resident memory and come back from the file if the kernel drops them. */
 typedef struct ts_wview {
     ts_dtype dtype; /* TS_DTYPE_F32, TS_DTYPE_F16 or TS_DTYPE_BF16 */
     const void *data;
