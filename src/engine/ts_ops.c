@@ -82,92 +82,6 @@ void ts_op_geglu(const float *x, size_t m, size_t f, float *y)
     }
 }
 
-void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const float *gamma,
-                      const float *beta, float eps, int silu, float *y)
-{
-    int cg = c / groups; /* channels per group */
-#pragma omp parallel for schedule(dynamic) if ((size_t)b * c * hw > PAR_MIN)
-    for (int bg = 0; bg < b * groups; bg++) {
-        int bi = bg / groups, g = bg % groups;
-        const float *xg = x + ((size_t)bi * c + (size_t)g * cg) * hw; /* (cg, HW) */
-        float *yg = y + ((size_t)bi * c + (size_t)g * cg) * hw;
-        size_t n = (size_t)cg * hw;
-
-        /* Two passes: mean, then variance around it (stable for large means). */
-        double sum = 0;
-        for (size_t i = 0; i < n; i++)
-            sum += xg[i];
-        float mean = (float)(sum / (double)n);
-        double sq = 0;
-        for (size_t i = 0; i < n; i++) {
-            float dv = xg[i] - mean;
-            sq += (double)dv * dv;
-        }
-        float rstd = (float)(1.0 / sqrt(sq / (double)n + eps));
-
-        for (int ci = 0; ci < cg; ci++) {
-            int ch = g * cg + ci;
-            float a = rstd * gamma[ch];
-            float bb = beta[ch] - mean * a;
-            const float *xc = xg + (size_t)ci * hw;
-            float *yc = yg + (size_t)ci * hw;
-            if (silu) {
-#pragma omp simd
-                for (size_t i = 0; i < hw; i++) {
-                    float v = xc[i] * a + bb;
-                    yc[i] = v * sigmoidf_(v);
-                }
-            } else {
-#pragma omp simd
-                for (size_t i = 0; i < hw; i++)
-                    yc[i] = xc[i] * a + bb;
-            }
-        }
-    }
-}
-
-void ts_op_layer_norm(const float *x, size_t m, int d, const float *gamma, const float *beta,
-                      float eps, float *y)
-{
-#pragma omp parallel for schedule(static) if (m * (size_t)d > PAR_MIN)
-    for (size_t r = 0; r < m; r++) {
-        const float *xr = x + r * (size_t)d;
-        float *yr = y + r * (size_t)d;
-        double sum = 0;
-        for (int i = 0; i < d; i++)
-            sum += xr[i];
-        float mean = (float)(sum / d);
-        double sq = 0;
-        for (int i = 0; i < d; i++) {
-            float dv = xr[i] - mean;
-            sq += (double)dv * dv;
-        }
-        float rstd = (float)(1.0 / sqrt(sq / d + eps));
-        for (int i = 0; i < d; i++)
-            yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i];
-    }
-}
-
-/* The portable row: three passes (max, exp and sum, scale), vectorised by
- * the compiler at the baseline ISA. */
-static void softmax_row(float *r, size_t n, float scale)
-{
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (size_t i = 0; i < n; i++)
-        mx = r[i] * scale > mx ? r[i] * scale : mx;
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (size_t i = 0; i < n; i++) {
-        r[i] = exp_fast(r[i] * scale - mx);
-        sum += r[i];
-    }
-    float inv = 1.0f / sum;
-#pragma omp simd
-    for (size_t i = 0; i < n; i++)
-        r[i] *= inv;
-}
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define OPS_X86 1
 #include <immintrin.h>
@@ -254,6 +168,25 @@ __attribute__((target("avx2,fma"))) static void softmax_row_avx2(float *r, size_
         _mm256_maskstore_ps(r + n8, tm, _mm256_mul_ps(_mm256_maskload_ps(r + n8, tm), inv));
 }
 
+/* y = silu(x * a + b) on 8 lanes: GroupNorm's last pass. */
+__attribute__((target("avx2,fma"))) static void silu_affine_avx2(const float *x, size_t n, float a,
+                                                                 float b, float *y)
+{
+    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), one = _mm256_set1_ps(1.0f);
+    size_t n8 = n & ~(size_t)7, k = n - n8;
+    for (size_t i = 0; i < n8; i += 8) {
+        __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), va, vb);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    if (k) {
+        __m256i tm = tail_mask(k);
+        __m256 v = _mm256_fmadd_ps(_mm256_maskload_ps(x + n8, tm), va, vb);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_maskstore_ps(y + n8, tm, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+}
+
 /* libgcc fills the CPU model before main; this is a load and a test. */
 static int cpu_avx2_fma(void)
 {
@@ -262,6 +195,104 @@ static int cpu_avx2_fma(void)
 #else
 #define OPS_X86 0
 #endif
+
+void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const float *gamma,
+                      const float *beta, float eps, int silu, float *y)
+{
+    int cg = c / groups; /* channels per group */
+#pragma omp parallel for schedule(dynamic) if ((size_t)b * c * hw > PAR_MIN)
+    for (int bg = 0; bg < b * groups; bg++) {
+        int bi = bg / groups, g = bg % groups;
+        const float *xg = x + ((size_t)bi * c + (size_t)g * cg) * hw; /* (cg, HW) */
+        float *yg = y + ((size_t)bi * c + (size_t)g * cg) * hw;
+        size_t n = (size_t)cg * hw;
+
+        /* Two passes: mean, then variance around it (stable for large means).
+         * The double sums run in vector lanes (omp simd): a serial chain of
+         * double adds made these passes most of GroupNorm's time. */
+        double sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (size_t i = 0; i < n; i++)
+            sum += xg[i];
+        float mean = (float)(sum / (double)n);
+        double sq = 0;
+#pragma omp simd reduction(+ : sq)
+        for (size_t i = 0; i < n; i++) {
+            float dv = xg[i] - mean;
+            sq += (double)dv * dv;
+        }
+        float rstd = (float)(1.0 / sqrt(sq / (double)n + eps));
+
+        for (int ci = 0; ci < cg; ci++) {
+            int ch = g * cg + ci;
+            float a = rstd * gamma[ch];
+            float bb = beta[ch] - mean * a;
+            const float *xc = xg + (size_t)ci * hw;
+            float *yc = yg + (size_t)ci * hw;
+            if (silu) {
+#if OPS_X86
+                if (cpu_avx2_fma()) {
+                    silu_affine_avx2(xc, hw, a, bb, yc);
+                    continue;
+                }
+#endif
+#pragma omp simd
+                for (size_t i = 0; i < hw; i++) {
+                    float v = xc[i] * a + bb;
+                    yc[i] = v * sigmoidf_(v);
+                }
+            } else {
+#pragma omp simd
+                for (size_t i = 0; i < hw; i++)
+                    yc[i] = xc[i] * a + bb;
+            }
+        }
+    }
+}
+
+void ts_op_layer_norm(const float *x, size_t m, int d, const float *gamma, const float *beta,
+                      float eps, float *y)
+{
+#pragma omp parallel for schedule(static) if (m * (size_t)d > PAR_MIN)
+    for (size_t r = 0; r < m; r++) {
+        const float *xr = x + r * (size_t)d;
+        float *yr = y + r * (size_t)d;
+        double sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < d; i++)
+            sum += xr[i];
+        float mean = (float)(sum / d);
+        double sq = 0;
+#pragma omp simd reduction(+ : sq)
+        for (int i = 0; i < d; i++) {
+            float dv = xr[i] - mean;
+            sq += (double)dv * dv;
+        }
+        float rstd = (float)(1.0 / sqrt(sq / d + eps));
+        for (int i = 0; i < d; i++)
+            yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i];
+    }
+}
+
+/* The portable row: three passes (max, exp and sum, scale), vectorised by
+ * the compiler at the baseline ISA. */
+static void softmax_row(float *r, size_t n, float scale)
+{
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (size_t i = 0; i < n; i++)
+        mx = r[i] * scale > mx ? r[i] * scale : mx;
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (size_t i = 0; i < n; i++) {
+        r[i] = exp_fast(r[i] * scale - mx);
+        sum += r[i];
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        r[i] *= inv;
+}
 
 void ts_op_softmax_rows_portable(float *x, size_t m, size_t n, float scale)
 {
