@@ -158,7 +158,9 @@ static double pass_rate(const char *model_path, const char *label)
         ts_gen_params p;
         ts_gen_params_default(&p);
         p.prompt = prompts[i];
-        p.steps = STEPS;
+        p.steps = getenv("TS_COLOUR_STEPS") ? atoi(getenv("TS_COLOUR_STEPS")) : STEPS;
+        if (getenv("TS_COLOUR_GUIDANCE")) /* for trying the test out, like TS_COLOUR_MODEL */
+            p.guidance = (float)atof(getenv("TS_COLOUR_GUIDANCE"));
         p.seed = 1000 + (uint64_t)i;
         ts_image img = {0};
         if (ts_generate(m, &p, NULL, NULL, &img, &err) != TS_OK) {
