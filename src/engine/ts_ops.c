@@ -196,8 +196,9 @@ static int cpu_avx2_fma(void)
 #define OPS_X86 0
 #endif
 
-void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const float *gamma,
-                      const float *beta, float eps, int silu, float *y)
+/* vec: 1 to use the AVX2+FMA SiLU pass (the caller checked the CPU). */
+static void group_norm(const float *x, int b, int c, size_t hw, int groups, const float *gamma,
+                       const float *beta, float eps, int silu, int vec, float *y)
 {
     int cg = c / groups; /* channels per group */
 #pragma omp parallel for schedule(dynamic) if ((size_t)b * c * hw > PAR_MIN)
@@ -207,9 +208,8 @@ void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const
         float *yg = y + ((size_t)bi * c + (size_t)g * cg) * hw;
         size_t n = (size_t)cg * hw;
 
-        /* Two passes: mean, then variance around it (stable for large means).
-         * The double sums run in vector lanes (omp simd): a serial chain of
-         * double adds made these passes most of GroupNorm's time. */
+        /* Two passes: mean, then variance around it (stable for large means),
+         * each double sum split over vector lanes (omp simd). */
         double sum = 0;
 #pragma omp simd reduction(+ : sum)
         for (size_t i = 0; i < n; i++)
@@ -231,7 +231,7 @@ void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const
             float *yc = yg + (size_t)ci * hw;
             if (silu) {
 #if OPS_X86
-                if (cpu_avx2_fma()) {
+                if (vec) {
                     silu_affine_avx2(xc, hw, a, bb, yc);
                     continue;
                 }
@@ -248,6 +248,23 @@ void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const
             }
         }
     }
+}
+
+void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const float *gamma,
+                      const float *beta, float eps, int silu, float *y)
+{
+#if OPS_X86
+    int vec = cpu_avx2_fma();
+#else
+    int vec = 0;
+#endif
+    group_norm(x, b, c, hw, groups, gamma, beta, eps, silu, vec, y);
+}
+
+void ts_op_group_norm_portable(const float *x, int b, int c, size_t hw, int groups,
+                               const float *gamma, const float *beta, float eps, int silu, float *y)
+{
+    group_norm(x, b, c, hw, groups, gamma, beta, eps, silu, 0, y);
 }
 
 void ts_op_layer_norm(const float *x, size_t m, int d, const float *gamma, const float *beta,

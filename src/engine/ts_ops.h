@@ -34,6 +34,12 @@ void ts_op_geglu(const float *x, size_t m, size_t f, float *y);
 void ts_op_group_norm(const float *x, int b, int c, size_t hw, int groups, const float *gamma,
                       const float *beta, float eps, int silu, float *y);
 
+/* The same with the baseline-ISA SiLU pass only (ts_op_group_norm uses
+ * AVX2+FMA when the CPU has them; tests compare both with the reference). */
+void ts_op_group_norm_portable(const float *x, int b, int c, size_t hw, int groups,
+                               const float *gamma, const float *beta, float eps, int silu,
+                               float *y);
+
 /* x: (M, D) -> y: per row (x - mean) / sqrt(var + eps) * gamma + beta. y may be x. */
 void ts_op_layer_norm(const float *x, size_t m, int d, const float *gamma, const float *beta,
                       float eps, float *y);

@@ -221,6 +221,8 @@ static void test_norms(void)
         ts_op_group_norm(x, b, c, hw, groups, g, be, 1e-5f, silu, y);
         ts_ref_group_norm(x, b, c, hw, groups, g, be, 1e-5f, silu, yr);
         TS_CHECK(max_abs_diff(y, yr, n) < 1e-4);
+        ts_op_group_norm_portable(x, b, c, hw, groups, g, be, 1e-5f, silu, y);
+        TS_CHECK(max_abs_diff(y, yr, n) < 1e-4);
     }
     ts_op_layer_norm(x, 77, 35, g, be, 1e-5f, y);
     ts_ref_layer_norm(x, 77, 35, g, be, 1e-5f, yr);
