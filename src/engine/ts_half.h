@@ -8,8 +8,9 @@
  *
  * Keeping f16/bf16 weights as they are in the checkpoint halves the memory of
  * an SD model (2.1 GB instead of 4.3 GB of f32 copies for SD 1.5) at the cost
- * of one conversion pass per layer call. oneDNN 2.6 computes with f16 weights
- * only on CPUs with AVX512-FP16, so the conversion is ours.
+ * of one conversion pass per layer call. oneDNN 2.6 refuses convolutions and
+ * matmuls with f16 weights on f32 data, and has no all-f16 ones for AVX2 CPUs
+ * (checked on Zen 1), so the conversion is ours.
  *
  * The fast paths use F16C (f16) and AVX2 (bf16) when the CPU has them,
  * chosen at run time; the scalar loops over ts_f16_to_f32 / ts_bf16_to_f32
