@@ -241,6 +241,23 @@ static int job_request(ts_api *api, ts_http_request *req, const char **id, const
 
 /* Numbers may come as JSON numbers or (multipart) as text. rule, when not
  * NULL, replaces "a whole number from LO to HI" in the message. */
+/* A reason for a JSON parse failure, from jansson's message (which may quote
+ * the body, so it is never passed on). Plain "problem" for a syntax error,
+ * which the position points at. */
+static const char *json_problem(const char *text)
+{
+    if (strstr(text, "unable to decode byte") || strstr(text, "invalid Unicode '") ||
+        strstr(text, "Invalid UTF-8"))
+        return "it is not valid UTF-8 text (or escapes half of a UTF-16 pair);";
+    if (strstr(text, "\\u0000"))
+        return "it holds a \\u0000 (NUL) escape, which no field takes;";
+    if (strstr(text, "'[' or '{' expected"))
+        return "it holds another JSON value, not an object {...};";
+    if (strstr(text, "maximum parsing depth"))
+        return "it nests arrays or objects too deeply;";
+    return "problem";
+}
+
 static int field_int(json_t *obj, const char *key, long long lo, long long hi, const char *rule,
                      long long *out, const char **param, ts_error *err, ts_status *st)
 {
@@ -500,10 +517,13 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
             goto done;
         }
         if (!obj || !json_is_object(obj)) {
-            /* je.text may quote the body: give only the position. */
-            st = ts_error_set(err, TS_ERR_FORMAT,
-                              "the body is not a valid JSON object (problem near byte %d)",
-                              obj ? 0 : je.position);
+            /* je.text may quote the body: give only the position and, for
+             * the causes a client cannot see in its own source, a reason in
+             * our words. */
+            st = ts_error_set(
+                err, TS_ERR_FORMAT, "the body is not a valid JSON object (%s near byte %d)",
+                obj ? "it holds another JSON value, not an object {...};" : json_problem(je.text),
+                obj ? 0 : je.position);
             goto done;
         }
     }
