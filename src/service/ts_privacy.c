@@ -116,10 +116,10 @@ ts_status ts_privacy_render_html(const ts_config *cfg, const ts_privacy_facts *f
     put(&p, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             "<title>Privacy - TogetherShot</title>\n"
-            "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:2em auto;"
-            "padding:0 1em;color:#222}h1,h2{line-height:1.2}table{border-collapse:collapse}"
-            "td,th{text-align:left;padding:.25em .75em .25em 0;vertical-align:top}"
-            "th{font-weight:600}.p{color:#666;font-size:.85em}</style>\n</head>\n<body>\n"
+            /* The server's CSP (style-src 'self') forbids inline styles, so
+             * the page's look comes from the page's own stylesheet. */
+            "<link rel=\"stylesheet\" href=\"/style.css\">\n</head>\n"
+            "<body class=\"privacy\">\n"
             "<h1>Privacy on this server</h1>\n"
             "<p>This page is generated from the settings this server is running with right "
             "now, so it describes what the server actually does.</p>\n");

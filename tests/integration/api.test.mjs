@@ -68,7 +68,13 @@ test('the page, its assets, privacy, healthz, metrics and models answer', async 
   }
   const priv = await call('/privacy');
   assert.equal(priv.status, 200);
-  assert.match(await priv.text(), /24|hour|retention/i);
+  const privHtml = await priv.text();
+  assert.match(privHtml, /24|hour|retention/i);
+  // The CSP allows styles from this origin only: an inline <style> or style=
+  // would be dropped by the browser and leave the page unstyled.
+  assert.doesNotMatch(priv.headers.get('content-security-policy'), /unsafe-inline/);
+  assert.doesNotMatch(privHtml, /<style|style=/i, 'no inline style on /privacy');
+  assert.match(privHtml, /<link rel="stylesheet" href="\/style.css">/);
   const hz = await call('/healthz');
   assert.equal(hz.status, 200);
   assert.equal((await hz.json()).status, 'ok');
