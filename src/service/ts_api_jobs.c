@@ -605,8 +605,13 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
     /* numbers */
     long long v;
     /* Any count parses; the limit (at most TS_JOB_MAX_N) then says "n is 99;
-     * the limit is 4" with the code every limit has. */
-    if ((r = field_int(obj, "n", 1, INT32_MAX, NULL, &v, param, err, &st)) < 0)
+     * the limit is 4" with the code every limit has. What does not parse (0,
+     * -1, 2.5, 1e300) hears the range this server takes, not the parser's. */
+    char n_rule[64], steps_rule[96];
+    snprintf(n_rule, sizeof n_rule, "a whole number from 1 to %d", lim->max_n);
+    snprintf(steps_rule, sizeof steps_rule,
+             "a whole number from 1 to %d, or 0 for the model's default", lim->max_steps);
+    if ((r = field_int(obj, "n", 1, INT32_MAX, n_rule, &v, param, err, &st)) < 0)
         goto done;
     if (r > 0) {
         if ((st = ts_limits_check_n(lim, (int)v, err)) != TS_OK) {
@@ -616,7 +621,7 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
         in->rq.n = (int)v;
         in->n_set = 1;
     }
-    if ((r = field_int(obj, "steps", 0, 10000, NULL, &v, param, err, &st)) < 0)
+    if ((r = field_int(obj, "steps", 0, 10000, steps_rule, &v, param, err, &st)) < 0)
         goto done;
     if (r > 0) {
         if ((st = ts_limits_check_steps(lim, (int)v, err)) != TS_OK) {
