@@ -638,6 +638,14 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
         in->rq.seed_random = 0;
     }
     double d;
+    /* Two names for one value: given both, neither may silently win. */
+    if (json_object_get(obj, "guidance_scale") && json_object_get(obj, "guidance")) {
+        *param = "guidance";
+        st =
+            ts_error_set(err, TS_ERR_ARG,
+                         "give 'guidance' or 'guidance_scale' (two names for one value), not both");
+        goto done;
+    }
     const char *gkey = json_object_get(obj, "guidance_scale") ? "guidance_scale" : "guidance";
     if ((r = field_real(obj, gkey, 0.0, TS_LIMITS_GUIDANCE_MAX, &d, param, err, &st)) < 0)
         goto done;
@@ -660,6 +668,12 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
                               "'size' must look like 512x512 (width x height) or be 'auto'");
             goto done;
         }
+    }
+    if (s && (json_object_get(obj, "width") || json_object_get(obj, "height"))) {
+        *param = "size";
+        st = ts_error_set(err, TS_ERR_ARG,
+                          "give 'size' or 'width' and 'height', not both: they say the same thing");
+        goto done;
     }
     if ((r = field_int(obj, "width", 0, 1 << 20, NULL, &v, param, err, &st)) < 0)
         goto done;
