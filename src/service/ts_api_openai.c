@@ -86,6 +86,17 @@ static void answer(ts_http_request *req, sync_job *j, const ts_job_status *st)
         return;
     }
     if (st->state == TS_JOB_FAILED) {
+        /* A request the engine found at fault (a prompt over the model's
+         * token limit, which only the model's tokenizer can count) is the
+         * client's to fix: a 4xx like every other rejection, not a 500. */
+        ts_status why = st->fail_status;
+        if (why == TS_ERR_ARG || why == TS_ERR_FORMAT || why == TS_ERR_LIMIT ||
+            why == TS_ERR_UNSUPPORTED) {
+            ts_error e;
+            ts_error_set(&e, why, "%s", st->message[0] ? st->message : "the request was refused");
+            ts_api_respond_parse_error(req, why, &e, NULL);
+            return;
+        }
         ts_http_respond_error(req, TS_ERR_INTERNAL,
                               st->message[0] ? st->message : "generating the image failed", NULL);
         return;

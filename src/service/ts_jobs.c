@@ -86,7 +86,8 @@ struct job {
 
     int image_index, step, total;
     int64_t created_ms, expires_ms;
-    int expired; /* failed because its retention ended while queued */
+    int expired;           /* failed because its retention ended while queued */
+    ts_status fail_status; /* failed: what the runner or input loading reported */
     char message[TS_JOB_MESSAGE_MAX];
     uint64_t seq;
     ts_job_sub *subs;
@@ -754,7 +755,10 @@ static ts_status upscale(ts_image *img, int width, int height, ts_error *err)
 }
 
 /* Runs one job outside the lock. Returns the final state and message. */
-static ts_job_state run_job(ts_jobs *jobs, int worker, job *j, char *message, size_t cap)
+/* Runs job j on this worker. Returns its final state, with the message for a
+ * state other than done, and in *why what kind of failure it was. */
+static ts_job_state run_job(ts_jobs *jobs, int worker, job *j, char *message, size_t cap,
+                            ts_status *why)
 {
     ts_image inputs[TS_JOB_MAX_INPUTS] = {{0}};
     ts_image mask = {0};
@@ -777,11 +781,13 @@ static ts_job_state run_job(ts_jobs *jobs, int worker, job *j, char *message, si
     for (int i = 0; i < n_inputs; i++)
         if (load_image(jobs, ids[i], &inputs[i], &err) != TS_OK) {
             final = j->cancel ? TS_JOB_CANCELLED : TS_JOB_FAILED;
+            *why = err.status;
             snprintf(message, cap, "%s", j->cancel ? "deleted by its owner" : err.message);
             goto out;
         }
     if (has_mask && load_image(jobs, mask_id, &mask, &err) != TS_OK) {
         final = j->cancel ? TS_JOB_CANCELLED : TS_JOB_FAILED;
+        *why = err.status;
         snprintf(message, cap, "%s", j->cancel ? "deleted by its owner" : err.message);
         goto out;
     }
@@ -848,6 +854,7 @@ static ts_job_state run_job(ts_jobs *jobs, int worker, job *j, char *message, si
         }
         if (st != TS_OK) {
             final = st == TS_ERR_REFUSED ? TS_JOB_REFUSED : TS_JOB_FAILED;
+            *why = st;
             snprintf(message, cap, "%s", err.message[0] ? err.message : "generation failed");
             goto out;
         }
@@ -891,7 +898,8 @@ static void *worker_main(void *arg)
 
         int64_t t0 = ts_clock_mono_ms();
         char message[TS_JOB_MESSAGE_MAX];
-        ts_job_state final = run_job(jobs, index, j, message, sizeof message);
+        ts_status why = TS_OK;
+        ts_job_state final = run_job(jobs, index, j, message, sizeof message, &why);
         double seconds = (double)(ts_clock_mono_ms() - t0) / 1000.0;
 
         pthread_mutex_lock(&jobs->lock);
@@ -908,6 +916,8 @@ static void *worker_main(void *arg)
             ts_store_destroy_owner(jobs->opts.store, j->id, -1);
             wipe_prompt(j);
         } else {
+            j->fail_status =
+                final == TS_JOB_FAILED ? (why != TS_OK ? why : TS_ERR_INTERNAL) : TS_OK;
             finish_job(jobs, j, final, message, seconds);
         }
         update_gauges(jobs);
@@ -1338,6 +1348,7 @@ static void fill_status(ts_jobs *jobs, const job *j, ts_job_status *st)
     memcpy(st->response_format, j->response_format, sizeof st->response_format);
     memcpy(st->message, j->message, sizeof st->message);
     st->expired = j->expired;
+    st->fail_status = j->state == TS_JOB_FAILED ? j->fail_status : TS_OK;
 }
 
 ts_status ts_jobs_status(ts_jobs *jobs, const char *id, const char *token, ts_job_status *st,

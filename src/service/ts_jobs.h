@@ -156,7 +156,11 @@ typedef struct ts_job_status {
     char output_format[TS_JOB_FORMAT_MAX];
     char response_format[TS_JOB_FORMAT_MAX];
     char message[TS_JOB_MESSAGE_MAX]; /* failed/refused/cancelled: why, safe to show */
-    int expired; /* failed because its retention ended while it was still queued */
+    int expired;           /* failed because its retention ended while it was still queued */
+    ts_status fail_status; /* failed: the kind of failure the runner reported (TS_ERR_LIMIT
+                            * for a prompt over the model's token limit, TS_ERR_ARG, ...),
+                            * so a caller can tell the request's fault from the server's;
+                            * TS_OK in every other state */
 } ts_job_status;
 
 /* ---------------------------------------------------------- the runner */

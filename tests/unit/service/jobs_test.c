@@ -27,7 +27,9 @@ typedef struct gate {
     pthread_mutex_t m;
     pthread_cond_t c;
     int allowed; /* steps the runner may still take; -1: any number */
-    int fail;    /* 1: the runner fails after its first step */
+    int fail;    /* 1: the runner fails after its first step; 2: it refuses the
+                  * request after its first step, as the engine does a prompt
+                  * over the model's token limit */
     int runs;
     int last_w, last_h, last_inputs;
     unsigned char fill; /* pixel value of generated images */
@@ -74,6 +76,8 @@ static ts_status test_runner(void *user, int worker, const ts_job_work *w, ts_pr
         pthread_mutex_unlock(&g.m);
         if (progress(progress_user, s, STEPS, &preview))
             return ts_error_set(err, TS_ERR_CANCELLED, "cancelled");
+        if (fail == 2)
+            return ts_error_set(err, TS_ERR_LIMIT, "the prompt is longer than 600 tokens");
         if (fail)
             return ts_error_set(err, TS_ERR_INTERNAL, "the runner broke on purpose");
     }
@@ -338,8 +342,20 @@ static void test_uploads_destroyed_however_jobs_end(void)
     ts_job_status st;
     TS_CHECK_INT_EQ(ts_jobs_status(jobs, t.id, t.token, &st, &err), TS_OK);
     TS_CHECK_STR_EQ(st.message, "the runner broke on purpose");
+    TS_CHECK_INT_EQ(st.fail_status, TS_ERR_INTERNAL);
     TS_CHECK_INT_EQ(stored(TS_ITEM_UPLOAD), 0);
     TS_CHECK_INT_EQ(stored(TS_ITEM_RESULT), 0);
+
+    /* A failure that is the request's fault keeps its kind, so the API can
+     * answer 400 rather than 500. */
+    g.fail = 2;
+    TS_CHECK_INT_EQ(submit("too many tokens", &photo, &t, &err), TS_OK);
+    TS_CHECK_INT_EQ(wait_final(&t), TS_JOB_FAILED);
+    g.fail = 0;
+    TS_CHECK_INT_EQ(ts_jobs_status(jobs, t.id, t.token, &st, &err), TS_OK);
+    TS_CHECK_INT_EQ(st.fail_status, TS_ERR_LIMIT);
+    TS_CHECK_STR_EQ(st.message, "the prompt is longer than 600 tokens");
+    TS_CHECK_INT_EQ(stored(TS_ITEM_UPLOAD), 0);
 
     /* Refusal of an upload, before anything is stored or queued. */
     ts_image protected_face = make_image(64, 64, 13);
