@@ -9,6 +9,7 @@
 #include "ts_face.h"
 #include "ts_gallery.h"
 #include "ts_image.h"
+#include "ts_names.h"
 #include "ts_portrait.h"
 
 #define PATH_BUF 4096
@@ -132,6 +133,20 @@ static int do_add(const args *a, ts_gallery *g, const char *path)
         fprintf(stderr, "togethershot gallery add: at most %d photos per person\n",
                 TS_GALLERY_DESCRIPTORS_MAX);
         return TS_EXIT_USAGE;
+    }
+    /* A name or alias the gallery cannot screen for ("", "  ", "!!") is a
+     * usage error, told before the photos are read, not after. */
+    for (int i = -1; i < a->n_aliases; i++) {
+        const char *what = i < 0 ? "--name" : "--alias";
+        const char *v = i < 0 ? a->name : a->aliases[i];
+        ts_names_key key;
+        ts_error kerr;
+        if (ts_names_key_make(v, &key, &kerr) != TS_OK) {
+            fprintf(stderr, "togethershot gallery add: invalid value '%s' for %s: %s\n", v, what,
+                    kerr.message);
+            return kerr.status == TS_ERR_ARG ? TS_EXIT_USAGE : TS_EXIT_FAILURE;
+        }
+        ts_names_key_free(&key);
     }
     ts_error err;
     ts_face_models *m;

@@ -104,6 +104,11 @@ test('bad values are named with what is allowed (bench, generate, serve)', () =>
     [['generate', 'x', '-o', X, '-n', '99'], /'99' for -n: give a whole number from 1 to 16/],
     [['serve', '--workers', 'many'], /--workers 'many' is not a whole number; give 1 to 64/],
     [['serve', '--queue-size', '-1'], /--queue-size '-1' is not a whole number; give 1 to 100000/],
+    // Names the gallery could not screen for are refused before any photo is read.
+    [['gallery', 'add', '--gallery', '/nonexistent-ts/g.json', '--name', ' ', '/nonexistent.jpg'],
+      /invalid value ' ' for --name: a name must contain letters/],
+    [['gallery', 'add', '--gallery', '/nonexistent-ts/g.json', '--name', 'Jane', '--alias', '!!',
+      '/nonexistent.jpg'], /invalid value '!!' for --alias: a name must contain letters/],
   ];
   for (const [args, want] of cases) {
     const r = run(args);
