@@ -486,6 +486,16 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
                                   p->name);
                 goto done;
             }
+            /* As in JSON, a field given twice is refused: which copy would
+             * win is not something a client should have to guess. */
+            if (json_object_get(obj, p->name)) {
+                json_decref(s);
+                *param = p->name;
+                st = ts_error_set(err, TS_ERR_FORMAT,
+                                  "the form gives the field '%s' twice; give each field once",
+                                  p->name);
+                goto done;
+            }
             json_object_set_new(obj, p->name, s);
         }
         in->rq.n_inputs = n_images;
