@@ -583,6 +583,17 @@ ts_status ts_api_parse_body(ts_api *api, const char *ctype, const uint8_t *body,
         st = ts_error_set(err, TS_ERR_ARG, "a mask needs exactly one image");
         goto done;
     }
+    if (in->has_mask &&
+        (in->mask.width != in->images[0].width || in->mask.height != in->images[0].height)) {
+        /* The queue checks this too; here it can name the field and sizes. */
+        *param = "mask";
+        st = ts_error_set(err, TS_ERR_ARG,
+                          "the mask is %dx%d but the image is %dx%d; give a mask the size of the "
+                          "image",
+                          in->mask.width, in->mask.height, in->images[0].width,
+                          in->images[0].height);
+        goto done;
+    }
     if (in->has_mask)
         in->rq.mask = &in->mask;
 

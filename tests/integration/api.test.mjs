@@ -154,6 +154,13 @@ test('OpenAI client: edit with two images, and errors the client surfaces', asyn
       'b.png')],
     mask: await toFile(PNG.sync.write(mask), 'mask.png'), prompt: 'x',
   }), (err) => err.status === 400 && err.param === 'mask');
+  // A mask of another size is named with both sizes.
+  const small = new PNG({ width: 32, height: 32 });
+  await assert.rejects(client.images.edit({
+    image: await toFile(fixture('orient_1.jpg'), 'a.jpg', { type: 'image/jpeg' }),
+    mask: await toFile(PNG.sync.write(small), 'mask.png', { type: 'image/png' }), prompt: 'x',
+  }), (err) => err.status === 400 && err.param === 'mask' &&
+    /the mask is 32x32 but the image is 64x32/.test(err.message));
 
   await assert.rejects(client.images.generate({ prompt: 'x', n: 99 }), (err) => {
     assert.equal(err.status, 400);
