@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
 #include "ts_clock.h"
 #include "ts_log.h"
+#include "ts_ratelimit.h"
 #include "ts_secure.h"
 
 typedef struct sync_job {
@@ -113,6 +115,16 @@ static void answer(ts_http_request *req, sync_job *j, const ts_job_status *st)
     json_t *data = json_array();
     char base[160];
     ts_http_base_url(req, base, sizeof base);
+    /* Behind a TLS proxy the client reached us over https: a URL that says
+     * http would send the token in the clear. Only a trusted proxy's word
+     * on the scheme is taken. */
+    const char *proto = ts_http_header(req, "X-Forwarded-Proto");
+    if (proto && strcasecmp(proto, "https") == 0 && strncmp(base, "http://", 7) == 0 &&
+        strlen(base) + 1 < sizeof base && api->ratelimit &&
+        ts_ratelimit_peer_trusted(api->ratelimit, ts_http_client_addr(req))) {
+        memmove(base + 5, base + 4, strlen(base + 4) + 1); /* "http://" -> "https://" */
+        base[4] = 's';
+    }
     for (int i = 0; i < st->n_results; i++) {
         json_t *item = json_object();
         if (j->b64) {

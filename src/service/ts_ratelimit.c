@@ -405,8 +405,7 @@ static void identify(ts_ratelimit *rl, cidr *peer, const char *xff, ts_client_id
     sodium_memzero(&client, sizeof client);
 }
 
-void ts_ratelimit_identify(ts_ratelimit *rl, const struct sockaddr *peer, const char *xff,
-                           ts_client_id *out)
+static cidr from_sockaddr(const struct sockaddr *peer)
 {
     cidr a = {0};
     if (peer && peer->sa_family == AF_INET) {
@@ -420,7 +419,23 @@ void ts_ratelimit_identify(ts_ratelimit *rl, const struct sockaddr *peer, const 
     } else {
         a.family = AF_UNIX; /* all local-socket clients are one client */
     }
+    return a;
+}
+
+void ts_ratelimit_identify(ts_ratelimit *rl, const struct sockaddr *peer, const char *xff,
+                           ts_client_id *out)
+{
+    cidr a = from_sockaddr(peer);
     identify(rl, &a, xff, out);
+}
+
+int ts_ratelimit_peer_trusted(const ts_ratelimit *rl, const struct sockaddr *peer)
+{
+    cidr a = from_sockaddr(peer);
+    normalise(&a);
+    int trusted = a.family != AF_UNIX && is_trusted(rl, &a);
+    sodium_memzero(&a, sizeof a);
+    return trusted;
 }
 
 ts_status ts_ratelimit_identify_text(ts_ratelimit *rl, const char *peer, const char *xff,

@@ -82,6 +82,11 @@ void ts_ratelimit_destroy(ts_ratelimit *rl); /* wipes the key */
 void ts_ratelimit_identify(ts_ratelimit *rl, const struct sockaddr *peer, const char *xff,
                            ts_client_id *out);
 
+/* 1 when the direct peer is in the trusted proxies list, so headers that
+ * proxy sets (X-Forwarded-For, X-Forwarded-Proto) may be believed; else 0.
+ * The list is fixed at creation: no lock is taken. */
+int ts_ratelimit_peer_trusted(const ts_ratelimit *rl, const struct sockaddr *peer);
+
 /* Same, from a textual peer address ("192.0.2.7", "2001:db8::1"); for tests
  * and for servers that only have text. TS_ERR_ARG when it does not parse. */
 ts_status ts_ratelimit_identify_text(ts_ratelimit *rl, const char *peer, const char *xff,

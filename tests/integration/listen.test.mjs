@@ -43,3 +43,32 @@ test('serves on [::1] and stops cleanly on SIGINT', async (t) => {
   assert.ok(srv.logs.some((l) => /stopping \(SIGINT\)/.test(l)));
   cleanup(root);
 });
+
+test('result URLs say https only when a trusted proxy says the client used it', async () => {
+  const gen = async (url, headers) => {
+    const r = await fetch(`${url}/v1/images/generations`, { method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...headers },
+      body: JSON.stringify({ prompt: 'a red heart', steps: 1, response_format: 'url' }) });
+    assert.equal(r.status, 200);
+    return (await r.json()).data[0].url;
+  };
+  const roots = [tempDir(), tempDir()];
+  // The loopback peer is the TLS proxy in front of this server.
+  const behind = await startServer({ dataDir: roots[0] + '/data',
+    args: ['--trusted-proxies', '127.0.0.1/32'] });
+  const open = await startServer({ dataDir: roots[1] + '/data' });
+  try {
+    const host = new URL(behind.url).host;
+    assert.equal(new URL(await gen(behind.url, { 'X-Forwarded-Proto': 'https' })).protocol,
+      'https:', 'a token must not be handed out in an http URL behind a TLS proxy');
+    assert.equal(new URL(await gen(behind.url, {})).protocol, 'http:');
+    assert.equal(new URL(await gen(behind.url, {})).host, host);
+    // From a peer that is not a trusted proxy the header means nothing.
+    assert.equal(new URL(await gen(open.url, { 'X-Forwarded-Proto': 'https' })).protocol,
+      'http:');
+  } finally {
+    await behind.stop();
+    await open.stop();
+    roots.forEach(cleanup);
+  }
+});

@@ -162,6 +162,20 @@ static void test_trusted_proxies(void)
     ts_client_id junk = who(rl, "127.0.0.1", "not-an-address");
     ts_client_id proxy = who(rl, "127.0.0.1", NULL);
     TS_CHECK(same(&junk, &proxy));
+
+    /* Whether a peer's forwarded headers may be believed at all, from the
+     * socket address (IPv4, IPv6 and IPv4-mapped IPv6). */
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "10.9.8.7", &v4.sin_addr);
+    TS_CHECK(ts_ratelimit_peer_trusted(rl, (struct sockaddr *)&v4));
+    inet_pton(AF_INET, "198.51.100.20", &v4.sin_addr);
+    TS_CHECK(!ts_ratelimit_peer_trusted(rl, (struct sockaddr *)&v4));
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &v6.sin6_addr);
+    TS_CHECK(ts_ratelimit_peer_trusted(rl, (struct sockaddr *)&v6));
+    inet_pton(AF_INET6, "::1", &v6.sin6_addr);
+    TS_CHECK(!ts_ratelimit_peer_trusted(rl, (struct sockaddr *)&v6));
+    TS_CHECK(!ts_ratelimit_peer_trusted(rl, NULL));
     ts_ratelimit_destroy(rl);
 
     ts_error err;
