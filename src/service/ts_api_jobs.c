@@ -821,6 +821,8 @@ static json_t *status_json(ts_http_request *req, const char *id, const ts_job_st
         json_object_set_new(o, "message", json_string(st->message));
     if (st->expired)
         json_object_set_new(o, "code", json_string("expired"));
+    else if (st->state == TS_JOB_FAILED && st->fail_status != TS_OK)
+        json_object_set_new(o, "code", json_string(ts_status_name(st->fail_status)));
     (void)req;
     return o;
 }
@@ -1075,6 +1077,8 @@ static int sse_format(sse_stream *s, const ts_job_event *ev)
             json_object_set_new(o, "code", json_string("portrait_rights"));
         if (ev->type == TS_JOB_EVENT_FAILED && ev->expired)
             json_object_set_new(o, "code", json_string("expired"));
+        else if (ev->type == TS_JOB_EVENT_FAILED && ev->fail_status != TS_OK)
+            json_object_set_new(o, "code", json_string(ts_status_name(ev->fail_status)));
         break;
     default:
         break;

@@ -398,6 +398,7 @@ static void event_from_state(const ts_jobs *jobs, const job *j, ts_job_event *ev
     ev->native_width = j->native_width;
     ev->native_height = j->native_height;
     ev->expired = j->expired;
+    ev->fail_status = j->state == TS_JOB_FAILED ? j->fail_status : TS_OK;
     switch (j->state) {
     case TS_JOB_QUEUED:
         ev->type = TS_JOB_EVENT_QUEUED;

@@ -306,7 +306,8 @@ typedef struct ts_job_event {
      * the model's native size is below the delivered one: upscaled). */
     int width, height;
     int native_width, native_height;
-    int expired; /* FAILED: the retention ended while the job was still queued */
+    int expired;           /* FAILED: the retention ended while the job was still queued */
+    ts_status fail_status; /* FAILED: as ts_job_status.fail_status */
 } ts_job_event;
 
 /* Frees (wipes) the preview; leaves the event empty. */

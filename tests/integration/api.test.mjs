@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { toFile } from 'openai';
 import {
-  startServer, cleanup, tempDir, fixture, readEvents, MAGIC, checkSecurityHeaders,
+  startServer, cleanup, tempDir, fixture, readEvents, MAGIC, MODEL, checkSecurityHeaders,
 } from './helpers.mjs';
 
 let srv;
@@ -268,6 +268,31 @@ test('native job from multipart with a photo', async () => {
   const job = await resp.json();
   const ev = await waitDone(job);
   assert.equal(ev.events.at(-1).event, 'done');
+});
+
+test('a prompt over the token limit: 400 on the OpenAI route, a failed job with a code', async (t) => {
+  if (!MODEL) {
+    t.skip('the synthetic runner has no tokenizer (set TS_TEST_MODEL)');
+    return;
+  }
+  // Within the 4000-byte limit, over the model's 600 tokens: only the engine can count.
+  const prompt = 'red heart '.repeat(390);
+  const r = await call('/v1/images/generations', { method: 'POST',
+    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt, steps: 1 }) });
+  assert.equal(r.status, 400);
+  const e = (await r.json()).error;
+  assert.equal(e.code, 'limit_exceeded');
+  assert.match(e.message, /longer than 600 tokens/);
+  const { resp, json: job } = await createJob({ prompt, steps: 1 });
+  assert.equal(resp.status, 202);
+  const ev = await waitDone(job);
+  const last = ev.events.at(-1);
+  assert.equal(last.event, 'failed');
+  assert.equal(JSON.parse(last.data).code, 'limit_exceeded');
+  const st = await (await call(`/v1/jobs/${job.id}?token=${job.token}`)).json();
+  assert.equal(st.status, 'failed');
+  assert.equal(st.code, 'limit_exceeded');
+  assert.match(st.message, /longer than 600 tokens/);
 });
 
 test('a missing or wrong token answers exactly like a job that never existed', async () => {
