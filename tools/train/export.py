@@ -29,7 +29,7 @@ SCHEDULER = {
     "use_karras_sigmas": False,
 }
 DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 5.0
+DEFAULT_GUIDANCE = 4.0
 
 
 def load_models(unet_ckpt, vae_final):
