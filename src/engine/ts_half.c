@@ -12,6 +12,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define HALF_X86 1
 #else
@@ -92,10 +93,13 @@ __attribute__((target("avx2"))) static void widen_bf16_avx2(const unsigned char 
     widen_scalar(TS_DTYPE_BF16, src + 2 * i, n - i, dst + i);
 }
 
-/* libgcc fills the CPU model before main; the checks are a load and a test. */
+/* libgcc fills the CPU model before main; the checks are a load and a test.
+ * F16C is read from CPUID leaf 1 (ECX bit 29) directly: clang's
+ * __builtin_cpu_supports does not know the name "f16c". */
 static int cpu_f16c(void)
 {
-    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    return __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
 static int cpu_avx2(void)
