@@ -9,8 +9,9 @@ classifier-free guidance, at the native 64x64.
 Hue accuracy: the 24 prompts of the product's colour check
 (tests/unit/engine/colour_test.c), each naming a colour and an object, with
 the same measure (vae_colours.py: saturation-weighted dominant hue, nearest
-of six named hues); the named colour must come out. Writes samples.png (a grid in prompt order, each tile
-captioned) and prints and saves the accuracy as JSON.
+of six named hues); the named colour must come out. Writes samples.png (a
+grid in prompt order, each tile captioned) and prints and saves the accuracy
+as JSON.
 
 Usage (from the repository root):
   /usr/bin/python3 tools/train/evaluate.py --model models/togethershot-mini \
@@ -23,7 +24,6 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "data"))
 import common  # noqa: E402
 
 common.use_fast_blas()

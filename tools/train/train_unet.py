@@ -34,6 +34,9 @@ import common  # noqa: E402
 common.use_fast_blas()
 
 import torch  # noqa: E402
+# Hue of each colour word in the emoji pictures (degrees): the anchors of the
+# product's colour check, kept in one place with its measure.
+from vae_colours import NAMED as HUE_OF  # noqa: E402
 
 TEXT_CONFIG = {
     "hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2,
@@ -71,9 +74,6 @@ def record_weight(rec, heavy=8.0):
     return 1.0
 
 
-# Hue of each colour word in the emoji pictures (degrees), as measured by the
-# product's colour check (tests/unit/engine/colour_test.c).
-HUE_OF = {"red": 5, "orange": 33, "yellow": 48, "green": 90, "blue": 210, "purple": 290}
 
 
 def recolour(images, records):
@@ -97,6 +97,7 @@ def recolour(images, records):
         if len(named) != 1 or "light" in words or not any(s in rec["name"] for s in SHAPES):
             continue
         src = named[0]
+        pat = re.compile(r"\b%s\b" % src)
         hsv = np.array(Image.fromarray(img).convert("HSV"))
         for dst in HUE_OF:
             if dst == src:
@@ -105,7 +106,6 @@ def recolour(images, records):
             h = hsv.copy()
             h[..., 0] = ((h[..., 0].astype(np.int32) + shift) % 256).astype(np.uint8)
             out_img.append(np.array(Image.fromarray(h, "HSV").convert("RGB")))
-            pat = re.compile(r"\b%s\b" % src)
             caps = [pat.sub(dst, c) for c in rec["captions"]]
             # "a orange ..." -> "an orange ...": the article follows the word.
             caps = [re.sub(r"\ba (?=[aeiou])", "an ", re.sub(r"\ban (?=[^aeiou])", "a ", c))
@@ -222,7 +222,9 @@ def main():
           (L.count_params(te), L.count_params(unet), len(records), int((weights > 4).sum())),
           flush=True)
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
-    if args.init:
+    ck = os.path.join(args.work, "ckpt.pt")
+    resume = os.path.exists(ck) and not args.bench
+    if args.init and not resume:  # a resumed run loads its own weights below
         st = torch.load(args.init)
         with torch.no_grad():
             for p, e in zip(params, st["ema"]):
@@ -232,8 +234,7 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     ac = schedule().float()
     step = 0
-    ck = os.path.join(args.work, "ckpt.pt")
-    if os.path.exists(ck) and not args.bench:
+    if resume:
         st = torch.load(ck)
         te.load_state_dict(st["te"])
         unet.load_state_dict(st["unet"])
